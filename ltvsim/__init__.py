@@ -1,0 +1,32 @@
+"""ltvsim: customer lifetime value as a distribution, not a number.
+
+>>> import ltvsim
+>>> config = ltvsim.load_config("configs/saas.toml")        # doctest: +SKIP
+>>> ds = ltvsim.simulate(config, trials=500)                 # doctest: +SKIP
+>>> ds.ltv_cac_band.sel(segment="all", quantile=0.05)        # doctest: +SKIP
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("ltvsim")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0+unknown"
+
+from .analysis import band_probabilities, probability, summary_table
+from .config import Config, ConfigError, load_config
+from .io import open_result, write_result
+from .simulate import simulate
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "__version__",
+    "band_probabilities",
+    "load_config",
+    "open_result",
+    "probability",
+    "simulate",
+    "summary_table",
+    "write_result",
+]

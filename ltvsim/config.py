@@ -1,0 +1,559 @@
+"""The config: one schema that parses, validates, documents and converts units.
+
+Every key the simulator understands is declared once in ``SCHEMA`` with its
+unit, default, valid range and meaning; the README's key reference is printed
+from it (``python -m ltvsim.config``). Rates carry their unit in the key name
+and are converted by compounding, never by division.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .distributions import Distribution, DistributionError
+
+INF = math.inf
+
+
+class ConfigError(ValueError):
+    """A user mistake in a config: names the key, the bad value and what is valid."""
+
+    def __init__(self, message: str, key: str | None = None):
+        self.key = key
+        super().__init__(f"{key}: {message}" if key else message)
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key: type, default, valid range, unit and meaning."""
+
+    kind: str  # "int" | "float" | "str" | "choice" | "floats"
+    default: object
+    unit: str
+    doc: str
+    low: float = -INF
+    high: float = INF
+    low_open: bool = False
+    high_open: bool = False
+    uncertain: bool = False  # may be given as a distribution, drawn once per trial
+    choices: tuple[str, ...] = ()
+
+    def range_text(self) -> str:
+        if self.kind == "choice":
+            return " | ".join(f'"{c}"' for c in self.choices)
+        if self.kind == "str":
+            return "text"
+        lo = "(" if self.low_open else "["
+        hi = ")" if self.high_open else "]"
+        low = "-inf" if self.low == -INF else f"{self.low:g}"
+        high = "inf" if self.high == INF else f"{self.high:g}"
+        return f"{lo}{low}, {high}{hi}"
+
+    def contains(self, x: float) -> bool:
+        above = x > self.low if self.low_open else x >= self.low
+        below = x < self.high if self.high_open else x <= self.high
+        return above and below
+
+
+def _rate(doc, unit, default=None, uncertain=True):
+    return Key("float", default, unit, doc, 0.0, 1.0, uncertain=uncertain)
+
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "simulation": {
+        "trials": Key(
+            "int", 2000, "trials", "independent parameter draws, each a simulated cohort", 1, 10**8
+        ),
+        "customers": Key(
+            "int", 1000, "customers", "customers simulated per trial and segment", 1, 10**9
+        ),
+        "horizon_months": Key("int", 120, "months", "months simulated after acquisition", 1, 1200),
+        "seed": Key("int", 0, "", "seed of every random stream", 0, 2**63 - 1),
+        "currency": Key("str", "USD", "", "currency label of all money"),
+        "quantiles": Key(
+            "floats",
+            [0.05, 0.25, 0.5, 0.75, 0.95],
+            "1",
+            "quantiles of the confidence bands",
+            0.0,
+            1.0,
+            True,
+            True,
+        ),
+    },
+    "acquisition": {
+        "cac": Key(
+            "float",
+            12000.0,
+            "currency per customer",
+            "customer acquisition cost",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+    },
+    "revenue": {
+        "arpa_monthly": Key(
+            "float",
+            1000.0,
+            "currency per month",
+            "starting MRR per customer (mean across customers)",
+            0.0,
+            uncertain=True,
+        ),
+        "arpa_cv": Key(
+            "float",
+            0.0,
+            "1",
+            "coefficient of variation of starting MRR across customers (lognormal)",
+            0.0,
+            10.0,
+            uncertain=True,
+        ),
+        "gross_margin": Key("float", 0.8, "1", "gross margin on revenue", 0.0, 1.0, uncertain=True),
+        "cost_to_serve_monthly": Key(
+            "float",
+            0.0,
+            "currency per month",
+            "cost per active customer beyond COGS",
+            0.0,
+            uncertain=True,
+        ),
+    },
+    "churn": {
+        "model": Key("choice", "constant", "", "churn model", choices=("constant", "sbg", "curve")),
+        "monthly_rate": _rate(
+            "constant model: churn probability per month (0.02 when neither rate is given)",
+            "1/month",
+        ),
+        "annual_rate": _rate(
+            "constant model: churn probability per year "
+            "(converted by compounding: 1-(1-a)^(1/12) per month)",
+            "1/year",
+        ),
+        "alpha": Key(
+            "float",
+            None,
+            "1",
+            "sbg model: Beta(alpha, beta) of per-renewal churn",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "beta": Key(
+            "float",
+            None,
+            "1",
+            "sbg model: Beta(alpha, beta) of per-renewal churn",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "monthly_rates": Key(
+            "floats",
+            None,
+            "1/month",
+            "curve model: churn probability by tenure month, last value repeats",
+            0.0,
+            1.0,
+        ),
+        "renewal_months": Key(
+            "int", 1, "months", "months between renewals; churn happens only at renewals", 1, 120
+        ),
+    },
+    "expansion": {
+        "annual_growth": Key(
+            "float",
+            0.0,
+            "1/year",
+            "expected MRR growth of a surviving customer per year "
+            "(arithmetic mean: E[MRR(12)] = (1+g) MRR(0))",
+            -1.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "annual_volatility": Key(
+            "float", 0.0, "1/sqrt(year)", "log-normal volatility of MRR", 0.0, 5.0, uncertain=True
+        ),
+        "upsell_monthly_probability": _rate("chance per month of an upsell event", "1/month", 0.0),
+        "upsell_size": Key(
+            "float", 0.0, "1", "MRR increase of an upsell, as a fraction", 0.0, 10.0, uncertain=True
+        ),
+        "downgrade_monthly_probability": _rate(
+            "chance per month of a downgrade event", "1/month", 0.0
+        ),
+        "downgrade_size": Key(
+            "float",
+            0.0,
+            "1",
+            "MRR decrease of a downgrade, as a fraction",
+            0.0,
+            1.0,
+            high_open=True,
+            uncertain=True,
+        ),
+        "price_increase": Key(
+            "float",
+            0.0,
+            "1",
+            "scheduled list-price increase, as a fraction",
+            0.0,
+            10.0,
+            uncertain=True,
+        ),
+        "price_increase_every_months": Key(
+            "int", 12, "months", "months between scheduled price increases", 1, 1200
+        ),
+    },
+    "discount": {
+        "annual_rate": Key(
+            "float",
+            0.10,
+            "1/year",
+            "discount rate (converted by compounding: (1+r)^(1/12)-1 per month)",
+            0.0,
+            1.0,
+            uncertain=True,
+        ),
+        "timing": Key(
+            "choice",
+            "start",
+            "",
+            "when in the month cash arrives",
+            choices=("start", "middle", "end", "continuous"),
+        ),
+    },
+}
+
+CHURN_MODEL_KEYS = {
+    "constant": {"monthly_rate", "annual_rate"},
+    "sbg": {"alpha", "beta"},
+    "curve": {"monthly_rates"},
+}
+SEGMENT_KEYS = {"name", "share"}
+RESERVED_SEGMENT = "all"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A fully resolved segment: every key has a value (number or Distribution).
+
+    ``values`` maps ``"section.key"`` to the value. ``streams`` maps each
+    uncertain key to the name of its random stream: an input inherited from the
+    top level shares its stream (one draw per trial for every segment), an
+    input a segment overrides gets a stream of its own.
+    """
+
+    name: str
+    share: float
+    values: Mapping[str, object]
+    streams: Mapping[str, str] = field(default_factory=dict)
+
+    def __getitem__(self, path: str):
+        return self.values[path]
+
+    def is_uncertain(self, path: str) -> bool:
+        return isinstance(self.values[path], Distribution)
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated config. Build with :func:`load_config`."""
+
+    source: Mapping  # the user's mapping, as given
+    simulation: Mapping[str, object]
+    segments: tuple[Segment, ...]
+    named_segments: bool  # False when the config has no [[segments]]
+
+    @property
+    def trials(self) -> int:
+        return self.simulation["trials"]
+
+    @property
+    def customers(self) -> int:
+        return self.simulation["customers"]
+
+    @property
+    def horizon_months(self) -> int:
+        return self.simulation["horizon_months"]
+
+    @property
+    def seed(self) -> int:
+        return self.simulation["seed"]
+
+    @property
+    def currency(self) -> str:
+        return self.simulation["currency"]
+
+    @property
+    def quantiles(self) -> tuple[float, ...]:
+        return tuple(self.simulation["quantiles"])
+
+    def uncertain_inputs(self) -> list[str]:
+        """Config paths that are uncertain in at least one segment, in schema order."""
+        return [path for path in all_paths() if any(s.is_uncertain(path) for s in self.segments)]
+
+    def to_json(self) -> str:
+        return json.dumps(self.source, sort_keys=True, default=str)
+
+    def with_overrides(self, overrides: Mapping[str, object]) -> Config:
+        """A new config with ``{"section.key": value}`` overrides applied and validated.
+
+        ``"segments.<name>.section.key"`` overrides one segment.
+        """
+        raw = copy.deepcopy(dict(self.source))
+        for path, value in overrides.items():
+            parts = path.split(".")
+            if parts[0] == "segments":
+                if len(parts) != 4:
+                    raise ConfigError("segment overrides look like segments.NAME.section.key", path)
+                match = [s for s in raw.get("segments", []) if s.get("name") == parts[1]]
+                if not match:
+                    raise ConfigError(f"no segment named {parts[1]!r}", path)
+                match[0].setdefault(parts[2], {})[parts[3]] = value
+            elif len(parts) == 2:
+                raw.setdefault(parts[0], {})[parts[1]] = value
+            else:
+                raise ConfigError("overrides look like section.key", path)
+        return load_config(raw)
+
+
+def all_paths() -> list[str]:
+    return [
+        f"{section}.{key}"
+        for section, keys in SCHEMA.items()
+        if section != "simulation"
+        for key in keys
+    ]
+
+
+def key_spec(path: str) -> Key:
+    section, key = path.split(".")
+    return SCHEMA[section][key]
+
+
+def load_config(source: str | Path | Mapping) -> Config:
+    """Read and validate a config from a TOML file path or a plain mapping."""
+    if isinstance(source, Mapping):
+        raw = copy.deepcopy(dict(source))
+    else:
+        raw = _read_toml(Path(source))
+    return _validate(raw)
+
+
+def _read_toml(path: Path) -> dict:
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    if path.is_dir():
+        raise ConfigError(f"config path is a directory, not a TOML file: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib's message already carries "(at line L, column C)".
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+
+
+def _did_you_mean(word: str, options) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(options)}"
+
+
+def _check_value(path: str, spec: Key, value):
+    """Validate one value against its key; return the normalised value."""
+    if spec.kind == "choice":
+        if value not in spec.choices:
+            raise ConfigError(f"got {value!r}; choose one of {spec.range_text()}", path)
+        return value
+    if spec.kind == "str":
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"must be non-empty text, got {value!r}", path)
+        return value
+    if spec.kind == "floats":
+        if not isinstance(value, list) or not value:
+            raise ConfigError(f"must be a non-empty list of numbers, got {value!r}", path)
+        return [_check_number(f"{path}[{i}]", spec, v, False) for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        if not spec.uncertain:
+            raise ConfigError("must be a plain number; this key cannot be uncertain", path)
+        try:
+            dist = Distribution.from_mapping(value)
+        except DistributionError as exc:
+            raise ConfigError(str(exc), path) from None
+        low, high = dist.support
+        if not (spec.contains(low) or low == spec.low) or not (
+            spec.contains(high) or high == spec.high
+        ):
+            raise ConfigError(
+                f"a {dist.dist} distribution here can draw values in [{low:g}, {high:g}], "
+                f"outside the valid range {spec.range_text()}; choose a distribution whose "
+                "support fits (e.g. beta for a rate, lognormal or gamma for a positive "
+                "amount) or truncate a normal with low/high",
+                path,
+            )
+        return dist
+    return _check_number(path, spec, value, spec.kind == "int")
+
+
+def _check_number(path: str, spec: Key, value, integer: bool):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"must be a number, got {value!r}", path)
+    if isinstance(value, float) and math.isnan(value):
+        raise ConfigError("must be a number, got NaN", path)
+    if integer and not (isinstance(value, int) or float(value).is_integer()):
+        raise ConfigError(f"must be a whole number, got {value!r}", path)
+    if not spec.contains(value):
+        raise ConfigError(f"got {value!r}; valid range is {spec.range_text()}", path)
+    return int(value) if integer else float(value)
+
+
+def _check_sections(raw: Mapping, where: str, allowed: dict[str, dict[str, Key]]) -> dict:
+    """Check section and key names; return {section: {key: value}} validated."""
+    out: dict[str, dict] = {}
+    for section, body in raw.items():
+        path = f"{where}{section}"
+        if section not in allowed:
+            raise ConfigError(f"unknown section{_did_you_mean(section, allowed)}", path)
+        if not isinstance(body, Mapping):
+            raise ConfigError(f"must be a table of keys, got {body!r}", path)
+        out[section] = {}
+        for key, value in body.items():
+            if key not in allowed[section]:
+                raise ConfigError(
+                    f"unknown key{_did_you_mean(key, allowed[section])}", f"{path}.{key}"
+                )
+            out[section][key] = _check_value(f"{path}.{key}", allowed[section][key], value)
+    return out
+
+
+def _validate(raw: dict) -> Config:
+    raw_segments = raw.get("segments", [])
+    top = {k: v for k, v in raw.items() if k != "segments"}
+    checked = _check_sections(top, "", SCHEMA)
+
+    simulation = {k: spec.default for k, spec in SCHEMA["simulation"].items()}
+    simulation.update(checked.pop("simulation", {}))
+    simulation["quantiles"] = sorted(set(simulation["quantiles"]))
+
+    if not isinstance(raw_segments, list):
+        raise ConfigError("must be an array of tables: [[segments]]", "segments")
+    model_sections = {k: v for k, v in SCHEMA.items() if k != "simulation"}
+    segments = []
+    if not raw_segments:
+        segments.append(_resolve_segment(RESERVED_SEGMENT, 1.0, checked, {}))
+    names = set()
+    for i, seg in enumerate(raw_segments):
+        where = f"segments[{i}]"
+        if not isinstance(seg, Mapping):
+            raise ConfigError("must be a table", where)
+        name = seg.get("name")
+        if not isinstance(name, str) or not name:
+            raise ConfigError("every segment needs a name (text)", f"{where}.name")
+        where = f"segments.{name}"
+        if name == RESERVED_SEGMENT or name in names:
+            reason = "is reserved for the blend" if name == RESERVED_SEGMENT else "is used twice"
+            raise ConfigError(f"segment name {name!r} {reason}", f"{where}.name")
+        names.add(name)
+        share = seg.get("share")
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
+            raise ConfigError(f"share must be a number in (0, 1], got {share!r}", f"{where}.share")
+        overrides = {k: v for k, v in seg.items() if k not in SEGMENT_KEYS}
+        for section in overrides:
+            if section not in model_sections:
+                hint = _did_you_mean(section, list(model_sections) + sorted(SEGMENT_KEYS))
+                raise ConfigError(f"unknown key{hint}", f"{where}.{section}")
+        seg_checked = _check_sections(overrides, f"{where}.", model_sections)
+        segments.append(_resolve_segment(name, float(share), checked, seg_checked))
+    if raw_segments:
+        total = sum(s.share for s in segments)
+        if abs(total - 1.0) > 1e-9:
+            shares = ", ".join(f"{s.name}={s.share:g}" for s in segments)
+            raise ConfigError(f"segment shares must sum to 1, got {total:g} ({shares})", "segments")
+    return Config(raw, simulation, tuple(segments), bool(raw_segments))
+
+
+def _resolve_segment(name: str, share: float, top: dict, own: dict) -> Segment:
+    where = "" if name == RESERVED_SEGMENT else f"segments.{name}."
+    values, streams = {}, {}
+    for section, keys in SCHEMA.items():
+        if section == "simulation":
+            continue
+        for key, spec in keys.items():
+            path = f"{section}.{key}"
+            if key in own.get(section, {}):
+                values[path], streams[path] = own[section][key], f"{name}/{path}"
+            else:
+                values[path], streams[path] = top.get(section, {}).get(key, spec.default), path
+    # A segment that sets churn.model starts its churn from scratch (but keeps
+    # renewal_months); one that sets either rate replaces both inherited rates.
+    churn_top = dict(top.get("churn", {}))
+    churn_own = own.get("churn", {})
+    if "model" in churn_own:
+        churn_top = {k: v for k, v in churn_top.items() if k == "renewal_months"}
+    if {"monthly_rate", "annual_rate"} & set(churn_own):
+        churn_top.pop("monthly_rate", None)
+        churn_top.pop("annual_rate", None)
+    churn_given = {**churn_top, **churn_own}
+    model = churn_given.get("model", "constant")
+    for key in set().union(*CHURN_MODEL_KEYS.values()):
+        values[f"churn.{key}"] = churn_given.get(key)
+    for other, keys in CHURN_MODEL_KEYS.items():
+        if other != model:
+            for key in sorted(keys & set(churn_given)):
+                raise ConfigError(
+                    f"is only used when churn.model = {other!r} (model here is {model!r})",
+                    f"{where}churn.{key}",
+                )
+    if model == "constant":
+        if "monthly_rate" in churn_given and "annual_rate" in churn_given:
+            raise ConfigError("give monthly_rate or annual_rate, not both", f"{where}churn")
+        if not {"monthly_rate", "annual_rate"} & set(churn_given):
+            values["churn.monthly_rate"] = 0.02  # the seeds' worked example
+    else:
+        for key in sorted(CHURN_MODEL_KEYS[model]):
+            if values[f"churn.{key}"] is None:
+                raise ConfigError(
+                    f"churn.model = {model!r} needs churn.{key}", f"{where}churn.{key}"
+                )
+    if "timing" in own.get("discount", {}):
+        raise ConfigError(
+            "discount timing is one convention for the whole run; set it in "
+            "the top-level [discount] section",
+            f"{where}discount.timing",
+        )
+    return Segment(name, share, values, streams)
+
+
+def monthly_from_annual(annual_rate: float):
+    """Monthly rate equivalent to an annual one by compounding: (1+r)^(1/12) - 1."""
+    return (1.0 + annual_rate) ** (1.0 / 12.0) - 1.0
+
+
+def monthly_churn_from_annual(annual_churn: float):
+    """Monthly churn probability with the same annual survival: 1 - (1-a)^(1/12)."""
+    return 1.0 - (1.0 - annual_churn) ** (1.0 / 12.0)
+
+
+def reference_table() -> str:
+    """Markdown table of every key: the README's config reference."""
+    lines = ["| key | unit | default | valid | uncertain | meaning |", "|---|---|---|---|---|---|"]
+    for section, keys in SCHEMA.items():
+        for key, spec in keys.items():
+            default = "—" if spec.default is None else json.dumps(spec.default)
+            unit = spec.unit or "—"
+            lines.append(
+                f"| `{section}.{key}` | {unit} | {default} | {spec.range_text()} | "
+                f"{'yes' if spec.uncertain else 'no'} | {spec.doc} |"
+            )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(reference_table())
