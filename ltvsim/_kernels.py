@@ -15,9 +15,15 @@ Model (months since acquisition ``t = 0 … H-1``, payments in advance):
   one uniform (geometric for constant/sBG), not as a Bernoulli per month;
 * MRR starts at ``arpa * LogNormal(mean 1, sd arpa_cv)`` and then, between
   consecutive months, is multiplied by ``exp(mu + sigma Z)`` (organic
-  expansion), by ``1 + upsell_size`` with probability ``upsell_p``, by
-  ``1 - downgrade_size`` with probability ``downgrade_p`` and, every
-  ``price_every`` months, by ``1 + price_increase``.
+  expansion); by ``1 + upsell_size`` with probability ``upsell_p`` or else by
+  ``1 - downgrade_size`` with probability ``downgrade_p`` (at most one plan
+  change a month); and, every ``price_every`` months, by ``1 + price_increase``.
+  Months between plan changes are drawn as geometric gaps, not a Bernoulli
+  per month.
+
+Each customer has separate sub-streams for churn, starting size, the
+volatility path and plan changes, so a scenario that changes one of them
+leaves the others' random numbers untouched (common random numbers).
 """
 
 import math
@@ -25,43 +31,17 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._rng import derive, next_uniform
+from ._rng import derive, next_gamma, next_normal, next_uniform
 
 CONSTANT, SBG, CURVE = 0, 1, 2
+
+# Sub-streams of a customer.
+CHURN_STREAM, SIZE_STREAM, PATH_STREAM, EVENT_STREAM = 1, 2, 3, 4
 
 # Customer-LTV histogram: bins uniform in y = sign(x) log1p(|x|), |x| up to
 # 1e12 currency units; bin width 0.0067 in y, i.e. 0.67% relative in x.
 HIST_BINS = 8192
 HIST_LIMIT = math.log1p(1e12)
-
-
-@njit(inline="always", cache=True)
-def _normal(state):
-    """Standard normal by Box-Muller (one of the pair; keeps the stream simple)."""
-    state, u1 = next_uniform(state)
-    state, u2 = next_uniform(state)
-    return state, math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
-
-
-@njit(cache=True)
-def _gamma(state, shape):
-    """Gamma(shape, 1) by Marsaglia & Tsang (2000), with the shape < 1 boost."""
-    boost = 1.0
-    if shape < 1.0:
-        state, u = next_uniform(state)
-        boost = u ** (1.0 / shape)
-        shape += 1.0
-    d = shape - 1.0 / 3.0
-    c = 1.0 / math.sqrt(9.0 * d)
-    while True:
-        state, z = _normal(state)
-        v = 1.0 + c * z
-        if v <= 0.0:
-            continue
-        v = v * v * v
-        state, u = next_uniform(state)
-        if math.log(u) < 0.5 * z * z + d - d * v + d * math.log(v):
-            return state, d * v * boost
 
 
 @njit(inline="always", cache=True)
@@ -81,8 +61,8 @@ def _renewals_survived(state, model, theta, alpha, beta, curve_survival, max_ren
                 hi = mid
         return state, lo
     if model == SBG:
-        state, ga = _gamma(state, alpha)
-        state, gb = _gamma(state, beta)
+        state, ga = next_gamma(state, alpha)
+        state, gb = next_gamma(state, beta)
         theta = ga / (ga + gb)
     if theta <= 0.0:
         return state, max_renewals
@@ -92,6 +72,18 @@ def _renewals_survived(state, model, theta, alpha, beta, curve_survival, max_ren
     if n >= max_renewals:
         return state, max_renewals
     return state, int(n)
+
+
+@njit(inline="always", cache=True)
+def _next_event(state, t, p, horizon):
+    """Month of the next plan change after month t: t + Geometric(p) on {1, 2, ...}."""
+    if p >= 1.0:
+        return state, t + 1
+    state, u = next_uniform(state)
+    gap = math.log(u) / math.log1p(-p)
+    if gap >= horizon:
+        return state, horizon
+    return state, t + 1 + int(gap)
 
 
 @njit(inline="always", cache=True)
@@ -154,10 +146,12 @@ def simulate_units(
         up_p, up_x = upsell_p[j], 1.0 + upsell_size[j]
         dn_p, dn_x = downgrade_p[j], 1.0 - downgrade_size[j]
         price_x = 1.0 + price_increase[j]
+        event_p = up_p + dn_p
+        up_share = up_p / event_p if event_p > 0.0 else 0.0
         for i in range(unit_first[u], unit_first[u] + unit_count[u]):
-            state = derive(trial_keys[j], i)
-            state, n = _renewals_survived(
-                state,
+            customer = derive(trial_keys[j], i)
+            _, n = _renewals_survived(
+                derive(customer, CHURN_STREAM),
                 model,
                 churn_per_renewal[j],
                 alpha[j],
@@ -169,28 +163,31 @@ def simulate_units(
             out_ends[u, months] += 1
             mrr = a0
             if s0 > 0.0:
-                state, z = _normal(state)
+                _, z = next_normal(derive(customer, SIZE_STREAM))
                 mrr = a0 * math.exp(s0 * z - 0.5 * s0 * s0)
+            path = derive(customer, PATH_STREAM)
+            events = derive(customer, EVENT_STREAM)
+            next_event = horizon
+            if event_p > 0.0:
+                events, next_event = _next_event(events, 0, event_p, horizon)
             cum_gp = 0.0
             paid = False
             discounted_revenue = 0.0
+            next_price = price_every
             for t in range(months):
                 if t > 0:
                     if vol > 0.0:
-                        state, z = _normal(state)
+                        path, z = next_normal(path)
                         mrr *= math.exp(mu + vol * z)
                     else:
                         mrr *= growth
-                    if up_p > 0.0:
-                        state, x = next_uniform(state)
-                        if x < up_p:
-                            mrr *= up_x
-                    if dn_p > 0.0:
-                        state, x = next_uniform(state)
-                        if x < dn_p:
-                            mrr *= dn_x
-                    if t % price_every == 0:
+                    if t == next_event:
+                        events, x = next_uniform(events)
+                        mrr *= up_x if x < up_share else dn_x
+                        events, next_event = _next_event(events, t, event_p, horizon)
+                    if t == next_price:
                         mrr *= price_x
+                        next_price += price_every
                 out_revenue[u, t] += mrr
                 discounted_revenue += mrr * weights[j, t]
                 if not paid:

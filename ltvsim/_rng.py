@@ -38,10 +38,16 @@ def derive(key, index):
 
 
 @njit(inline="always", cache=True)
+def next_u64(state):
+    state = state + GOLDEN_GAMMA
+    return state, mix64(state)
+
+
+@njit(inline="always", cache=True)
 def next_uniform(state):
     """Advance a SplitMix64 state; return (new state, uniform in the open interval (0, 1))."""
-    state = state + GOLDEN_GAMMA
-    return state, ((mix64(state) >> _S11) + 0.5) * _INV_2_53
+    state, z = next_u64(state)
+    return state, ((z >> _S11) + 0.5) * _INV_2_53
 
 
 @njit(cache=True)
@@ -65,3 +71,112 @@ def stream_key(seed: int, *names: str) -> np.uint64:
         digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
         key = np.uint64(derive(key, np.uint64(int.from_bytes(digest, "little"))))
     return key
+
+
+# --- Variates -------------------------------------------------------------
+# Standard normals by the ziggurat method, 128 layers, in Doornik's ZIGNOR
+# form ("An Improved Ziggurat Method to Generate Normal Random Samples", 2005;
+# Marsaglia & Tsang, J. Stat. Software 5(8), 2000).
+_ZIG_LAYERS = 128
+_ZIG_R = 3.442619855899
+_ZIG_V = 9.91256303526217e-3
+
+
+def _ziggurat_tables():
+    x = np.zeros(_ZIG_LAYERS + 1)
+    f = np.exp(-0.5 * _ZIG_R * _ZIG_R)
+    x[0] = _ZIG_V / f
+    x[1] = _ZIG_R
+    for i in range(2, _ZIG_LAYERS):
+        x[i] = np.sqrt(-2.0 * np.log(_ZIG_V / x[i - 1] + f))
+        f = np.exp(-0.5 * x[i] * x[i])
+    ratio = x[1:] / x[:-1]
+    return x, ratio
+
+
+_ZIG_X, _ZIG_RATIO = _ziggurat_tables()
+_LOW7 = np.uint64(127)
+
+
+@njit(inline="always", cache=True)
+def next_normal(state):
+    """Advance ``state``; return (new state, a standard normal draw).
+
+    The common case (about 98.8% of draws: inside a rectangle of the ziggurat)
+    is inlined; wedges and the tail go to ``_normal_edge``.
+    """
+    state, z = next_u64(state)
+    i = np.int64(z & _LOW7)
+    u = 2.0 * (((z >> _S11) + 0.5) * _INV_2_53) - 1.0
+    if abs(u) < _ZIG_RATIO[i]:
+        return state, u * _ZIG_X[i]
+    return _normal_edge(state, u, i)
+
+
+@njit(cache=True)
+def _normal_edge(state, u, i):
+    """Finish a ziggurat draw that fell outside its layer's rectangle."""
+    while True:
+        if i == 0:  # the tail beyond R, by Marsaglia's exponential method
+            while True:
+                state, a = next_uniform(state)
+                state, b = next_uniform(state)
+                x = np.log(a) / _ZIG_R
+                if -2.0 * np.log(b) >= x * x:
+                    return state, (x - _ZIG_R) if u < 0.0 else (_ZIG_R - x)
+        x = u * _ZIG_X[i]
+        f0 = np.exp(-0.5 * (_ZIG_X[i] * _ZIG_X[i] - x * x))
+        f1 = np.exp(-0.5 * (_ZIG_X[i + 1] * _ZIG_X[i + 1] - x * x))
+        state, w = next_uniform(state)
+        if f1 + w * (f0 - f1) < 1.0:
+            return state, x
+        # rejected: a fresh draw, from the top
+        state, z = next_u64(state)
+        i = np.int64(z & _LOW7)
+        u = 2.0 * (((z >> _S11) + 0.5) * _INV_2_53) - 1.0
+        if abs(u) < _ZIG_RATIO[i]:
+            return state, u * _ZIG_X[i]
+
+
+@njit(cache=True)
+def next_gamma(state, shape):
+    """Advance ``state``; return (new state, a Gamma(shape, 1) draw).
+
+    Marsaglia & Tsang (2000), with the ``U^(1/shape)`` boost for shape < 1.
+    """
+    boost = 1.0
+    if shape < 1.0:
+        state, u = next_uniform(state)
+        boost = u ** (1.0 / shape)
+        shape += 1.0
+    d = shape - 1.0 / 3.0
+    c = 1.0 / np.sqrt(9.0 * d)
+    while True:
+        state, z = next_normal(state)
+        v = 1.0 + c * z
+        if v <= 0.0:
+            continue
+        v = v * v * v
+        state, u = next_uniform(state)
+        if np.log(u) < 0.5 * z * z + d - d * v + d * np.log(v):
+            return state, d * v * boost
+
+
+@njit(cache=True)
+def normals(key, count):
+    """``count`` standard normals from stream ``key`` (for tests of the generator)."""
+    out = np.empty(count)
+    state = np.uint64(key)
+    for i in range(count):
+        state, out[i] = next_normal(state)
+    return out
+
+
+@njit(cache=True)
+def gammas(key, shape, count):
+    """``count`` Gamma(shape) draws from stream ``key`` (for tests of the generator)."""
+    out = np.empty(count)
+    state = np.uint64(key)
+    for i in range(count):
+        state, out[i] = next_gamma(state, shape)
+    return out
