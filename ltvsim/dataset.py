@@ -189,7 +189,7 @@ def payback_months(cumulative, monthly, cac):
     month = np.argmax(crossed, axis=1)
     rows = np.arange(len(cac))
     before = cumulative[rows, month] - monthly[rows, month]
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         fraction = (cac - before) / monthly[rows, month]
     return np.where(crossed.any(axis=1), month + np.clip(fraction, 0.0, 1.0), np.nan)
 
