@@ -46,29 +46,151 @@ _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge
 _EXPR = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
 
 
-def summary_table(ds: xr.Dataset, segment: str = "all") -> list[dict]:
-    """Mean and 5/50/95% quantiles across trials of the headline variables.
+def summarize(
+    ds: xr.Dataset,
+    quantiles=SUMMARY_QUANTILES,
+    variables=SUMMARY_VARIABLES,
+) -> xr.Dataset:
+    """A tidy summary across trials: mean, sd, MC standard error and quantiles.
 
-    For ``payback_months`` the mean is over trials that pay back within the
-    horizon, and ``never`` gives the share that do not; a quantile that falls
-    among those is ``None``.
+    Dims ``measure`` (the result variables), ``segment`` and ``quantile``.
+    ``payback_months`` statistics are over the trials that pay back within
+    the horizon; ``never_pays_back`` is the share that do not, and a quantile
+    that falls among those is NaN.
+
+    >>> s = summarize(ds)                                      # doctest: +SKIP
+    >>> s["mean"].sel(measure="ltv_cac", segment="all")        # doctest: +SKIP
     """
+    q = np.asarray(quantiles, dtype=float)
+    values = np.stack([ds[name].transpose("trial", "segment").values for name in variables])
+    finite = np.isfinite(values)
+    n = finite.sum(axis=1)
+    filled = np.where(finite, values, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = filled.sum(axis=1) / n
+        sd = np.sqrt(((filled - mean[:, None]) ** 2 * finite).sum(axis=1) / (n - 1))
+        se = sd / np.sqrt(n)
+    at_q = np.stack([band_quantiles(v, q) for v in values])  # measure, quantile, segment
+    units = [ds[name].attrs.get("units", "") for name in variables]
+    return xr.Dataset(
+        {
+            "mean": (("measure", "segment"), mean, {"long_name": "mean across trials"}),
+            "sd": (("measure", "segment"), sd, {"long_name": "standard deviation across trials"}),
+            "mc_se": (
+                ("measure", "segment"),
+                se,
+                {"long_name": "Monte Carlo standard error of the mean: sd / sqrt(trials)"},
+            ),
+            "value": (
+                ("measure", "quantile", "segment"),
+                at_q,
+                {"long_name": "quantile across trials (NaN: among trials that never pay back)"},
+            ),
+            "trials": (("measure", "segment"), n, {"long_name": "trials with a finite value"}),
+            "never_pays_back": (
+                "segment",
+                np.isnan(ds["payback_months"].transpose("trial", "segment").values).mean(axis=0),
+                {"long_name": "share of trials not paying back CAC within the horizon"},
+            ),
+        },
+        coords={
+            "measure": ("measure", list(variables)),
+            "units": ("measure", units),
+            "segment": ds["segment"].values,
+            "quantile": ("quantile", q, {"units": "1"}),
+        },
+        attrs={"trials": ds.sizes["trial"], "currency": ds.attrs.get("currency", "")},
+    )
+
+
+def summary_table(ds: xr.Dataset, segment: str = "all") -> list[dict]:
+    """Rows of :func:`summarize` for one segment (mean, p5, p50, p95, MC error)."""
+    summary = summarize(ds).sel(segment=segment)
     rows = []
-    q = np.asarray(SUMMARY_QUANTILES)
-    for name in SUMMARY_VARIABLES:
-        values = ds[name].sel(segment=segment).values
-        finite = values[np.isfinite(values)]
+    for name in summary["measure"].values:
+        m = summary.sel(measure=name)
         row = {
-            "variable": name,
-            "units": ds[name].attrs.get("units", ""),
-            "mean": float(finite.mean()) if finite.size else None,
+            "variable": str(name),
+            "units": str(m["units"].values),
+            "mean": _number(m["mean"]),
+            "mc_se": _number(m["mc_se"]),
         }
-        for qi, value in zip(q, band_quantiles(values, q), strict=True):
-            row[f"p{round(qi * 100)}"] = None if math.isnan(value) else float(value)
+        for qi in summary["quantile"].values:
+            row[f"p{round(qi * 100)}"] = _number(m["value"].sel(quantile=qi))
         if name == "payback_months":
-            row["never"] = float(np.isnan(values).mean())
+            row["never"] = float(m["never_pays_back"])
         rows.append(row)
     return rows
+
+
+def to_markdown(ds: xr.Dataset, segment: str = "all") -> str:
+    """The summary of one segment as a markdown table (no pandas needed)."""
+    rows = summary_table(ds, segment)
+    quantile_keys = [k for k in rows[0] if k.startswith("p") and k[1:].isdigit()]
+    header = ["measure", "units", "mean", "± MC se", *(f"{k[1:]}%" for k in quantile_keys)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [row["variable"], row["units"], _fmt(row["mean"]), _fmt(row["mc_se"])]
+        cells += [_fmt(row[k]) for k in quantile_keys]
+        lines.append("| " + " | ".join(cells) + " |")
+    never = next(r["never"] for r in rows if r["variable"] == "payback_months")
+    lines.append(f"\nShare of trials never paying back within the horizon: {never:.1%}.")
+    return "\n".join(lines)
+
+
+def tail_risk(
+    ds: xr.Dataset, variable: str = "ltv_discounted", level: float = 0.05, segment: str = "all"
+) -> dict:
+    """Value-at-risk and expected shortfall (CVaR) of a per-trial outcome.
+
+    ``variable`` is a per-trial variable, or ``"ltv_discounted - cac"`` /
+    ``"ltv_gross_profit - cac"`` for the value net of acquisition cost. The
+    value-at-risk is the ``level`` quantile of the outcome (the bad case it
+    falls below with probability ``level``); the expected shortfall is the
+    mean outcome in that worst ``level`` share. Standard errors: the VaR's from
+    the binomial order-statistic interval, the shortfall's from the
+    asymptotic formula of Manistre & Hancock (North American Actuarial
+    Journal 9(2), 2005).
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    names = [part.strip() for part in variable.split("-")]
+    if len(names) == 2 and names[1] == "cac":
+        outcome = ds[names[0]] - ds["cac"]
+    elif len(names) == 1:
+        outcome = ds[names[0]]
+    else:
+        raise ValueError(f"expected a per-trial variable or 'VARIABLE - cac', got {variable!r}")
+    values = np.sort(outcome.sel(segment=segment).values)
+    n = values.size
+    var = float(band_quantiles(values, np.array([level]))[0])
+    tail = values[values <= var]
+    shortfall = float(tail.mean())
+    half_width = math.sqrt(n * level * (1 - level))
+    lo = values[max(0, math.floor(n * level - half_width))]
+    hi = values[min(n - 1, math.ceil(n * level + half_width))]
+    tail_var = float(tail.var(ddof=1)) if tail.size > 1 else 0.0
+    shortfall_se = math.sqrt((tail_var + (1 - level) * (shortfall - var) ** 2) / (n * level))
+    return {
+        "variable": variable,
+        "level": level,
+        "value_at_risk": var,
+        "value_at_risk_se": float(hi - lo) / 2.0,
+        "expected_shortfall": shortfall,
+        "expected_shortfall_se": shortfall_se,
+        "units": ds[names[0]].attrs.get("units", ""),
+    }
+
+
+def _number(value) -> float | None:
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "never"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:,.3g}"
 
 
 def probability(ds: xr.Dataset, expression: str, segment: str = "all") -> tuple[float, float]:
@@ -105,6 +227,31 @@ def band_probabilities(ds: xr.Dataset, segment: str = "all") -> dict[str, list[d
     p, se = _share(np.isnan(payback))
     out["payback_months"].append({"band": NEVER, "probability": p, "std_error": se})
     return out
+
+
+@xr.register_dataset_accessor("ltv")
+class LtvAccessor:
+    """The result answers questions itself: ``ds.ltv.summary()``,
+    ``ds.ltv.probability("ltv_cac < 3")``, ``ds.ltv.bands()``, ``ds.ltv.tail_risk()``.
+    """
+
+    def __init__(self, ds: xr.Dataset):
+        self._ds = ds
+
+    def summary(self, quantiles=SUMMARY_QUANTILES) -> xr.Dataset:
+        return summarize(self._ds, quantiles)
+
+    def markdown(self, segment: str = "all") -> str:
+        return to_markdown(self._ds, segment)
+
+    def probability(self, expression: str, segment: str = "all") -> tuple[float, float]:
+        return probability(self._ds, expression, segment)
+
+    def bands(self, segment: str = "all") -> dict[str, list[dict]]:
+        return band_probabilities(self._ds, segment)
+
+    def tail_risk(self, variable="ltv_discounted", level=0.05, segment="all") -> dict:
+        return tail_risk(self._ds, variable, level, segment)
 
 
 def _share(event: np.ndarray) -> tuple[float, float]:
