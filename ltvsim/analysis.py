@@ -59,7 +59,7 @@ def summarize(
     that falls among those is NaN.
 
     >>> s = summarize(ds)                                      # doctest: +SKIP
-    >>> s["mean"].sel(measure="ltv_cac", segment="all")        # doctest: +SKIP
+    >>> s.trial_mean.sel(measure="ltv_cac", segment="all")     # doctest: +SKIP
     """
     q = np.asarray(quantiles, dtype=float)
     values = np.stack([ds[name].transpose("trial", "segment").values for name in variables])
@@ -74,14 +74,19 @@ def summarize(
     units = [ds[name].attrs.get("units", "") for name in variables]
     return xr.Dataset(
         {
-            "mean": (("measure", "segment"), mean, {"long_name": "mean across trials"}),
-            "sd": (("measure", "segment"), sd, {"long_name": "standard deviation across trials"}),
+            # not "mean"/"std": those names are Dataset methods
+            "trial_mean": (("measure", "segment"), mean, {"long_name": "mean across trials"}),
+            "trial_sd": (
+                ("measure", "segment"),
+                sd,
+                {"long_name": "standard deviation across trials"},
+            ),
             "mc_se": (
                 ("measure", "segment"),
                 se,
                 {"long_name": "Monte Carlo standard error of the mean: sd / sqrt(trials)"},
             ),
-            "value": (
+            "quantile_value": (
                 ("measure", "quantile", "segment"),
                 at_q,
                 {"long_name": "quantile across trials (NaN: among trials that never pay back)"},
@@ -112,11 +117,11 @@ def summary_table(ds: xr.Dataset, segment: str = "all") -> list[dict]:
         row = {
             "variable": str(name),
             "units": str(m["units"].values),
-            "mean": _number(m["mean"]),
+            "mean": _number(m["trial_mean"]),
             "mc_se": _number(m["mc_se"]),
         }
         for qi in summary["quantile"].values:
-            row[f"p{round(qi * 100)}"] = _number(m["value"].sel(quantile=qi))
+            row[f"p{round(qi * 100)}"] = _number(m["quantile_value"].sel(quantile=qi))
         if name == "payback_months":
             row["never"] = float(m["never_pays_back"])
         rows.append(row)
