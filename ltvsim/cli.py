@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .analysis import band_probabilities, summary_table
 from .config import ConfigError
@@ -43,7 +44,10 @@ FormatOption = Annotated[
 
 
 def _fail(message: str) -> typer.Exit:
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    # One line, printed as given: no rich markup (a message may contain "[discount]")
+    # and no wrapping at the terminal width.
+    line = Text.assemble(("error:", "bold red"), " ", " ".join(message.split()))
+    Console(stderr=True, soft_wrap=True).print(line, highlight=False)
     return typer.Exit(2)
 
 

@@ -47,19 +47,23 @@ class Key:
 
     def range_text(self) -> str:
         if self.kind == "choice":
-            return " | ".join(f'"{c}"' for c in self.choices)
+            return " / ".join(f'"{c}"' for c in self.choices)
         if self.kind == "str":
             return "text"
-        lo = "(" if self.low_open else "["
-        hi = ")" if self.high_open else "]"
-        low = "-inf" if self.low == -INF else f"{self.low:g}"
-        high = "inf" if self.high == INF else f"{self.high:g}"
-        return f"{lo}{low}, {high}{hi}"
+        lo = "(" if self.low_open or self.low == -INF else "["
+        hi = ")" if self.high_open or self.high == INF else "]"
+        return f"{lo}{_bound(self.low)}, {_bound(self.high)}{hi}"
 
     def contains(self, x: float) -> bool:
         above = x > self.low if self.low_open else x >= self.low
         below = x < self.high if self.high_open else x <= self.high
         return above and below
+
+
+def _bound(x: float) -> str:
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return f"{int(x)}" if float(x).is_integer() else f"{x:g}"
 
 
 def _rate(doc, unit, default=None, uncertain=True):
@@ -317,7 +321,10 @@ class Config:
                 match = [s for s in raw.get("segments", []) if s.get("name") == parts[1]]
                 if not match:
                     raise ConfigError(f"no segment named {parts[1]!r}", path)
-                match[0].setdefault(parts[2], {})[parts[3]] = value
+                section = match[0].setdefault(parts[2], {})
+                if not isinstance(section, dict):
+                    raise ConfigError("segment overrides look like segments.NAME.section.key", path)
+                section[parts[3]] = value
             elif len(parts) == 2:
                 raw.setdefault(parts[0], {})[parts[1]] = value
             else:
@@ -353,7 +360,12 @@ def _read_toml(path: Path) -> dict:
         raise ConfigError(f"config file not found: {path}")
     if path.is_dir():
         raise ConfigError(f"config path is a directory, not a TOML file: {path}")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a TOML file (not UTF-8 text)") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -407,11 +419,22 @@ def _check_number(path: str, spec: Key, value, integer: bool):
         raise ConfigError(f"must be a number, got {value!r}", path)
     if isinstance(value, float) and math.isnan(value):
         raise ConfigError("must be a number, got NaN", path)
+    if not _finite(value):
+        raise ConfigError(
+            f"must be a finite number, got {value!r}; valid range is {spec.range_text()}", path
+        )
     if integer and not (isinstance(value, int) or float(value).is_integer()):
         raise ConfigError(f"must be a whole number, got {value!r}", path)
     if not spec.contains(value):
         raise ConfigError(f"got {value!r}; valid range is {spec.range_text()}", path)
     return int(value) if integer else float(value)
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _check_sections(raw: Mapping, where: str, allowed: dict[str, dict[str, Key]]) -> dict:
@@ -522,6 +545,13 @@ def _resolve_segment(name: str, share: float, top: dict, own: dict) -> Segment:
                 raise ConfigError(
                     f"churn.model = {model!r} needs churn.{key}", f"{where}churn.{key}"
                 )
+    upper = [_upper(values[f"expansion.{k}_monthly_probability"]) for k in ("upsell", "downgrade")]
+    if sum(upper) > 1.0:
+        raise ConfigError(
+            "upsell_monthly_probability + downgrade_monthly_probability can exceed 1 "
+            f"({upper[0]:g} + {upper[1]:g}); at most one plan change happens a month",
+            f"{where}expansion",
+        )
     if "timing" in own.get("discount", {}):
         raise ConfigError(
             "discount timing is one convention for the whole run; set it in "
@@ -529,6 +559,11 @@ def _resolve_segment(name: str, share: float, top: dict, own: dict) -> Segment:
             f"{where}discount.timing",
         )
     return Segment(name, share, values, streams)
+
+
+def _upper(value) -> float:
+    """Largest value a number or a distribution can take."""
+    return value.support[1] if isinstance(value, Distribution) else value
 
 
 def monthly_from_annual(annual_rate: float):
@@ -553,7 +588,3 @@ def reference_table() -> str:
                 f"{'yes' if spec.uncertain else 'no'} | {spec.doc} |"
             )
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    print(reference_table())

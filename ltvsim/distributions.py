@@ -49,7 +49,12 @@ class Distribution:
     def from_mapping(cls, spec: dict) -> Distribution:
         spec = dict(spec)
         name = spec.pop("dist", None)
-        if name not in FAMILIES:
+        if name is None:
+            raise DistributionError(
+                f"a distribution needs dist = one of {', '.join(FAMILIES)}; "
+                f"got a table without dist: {spec!r}"
+            )
+        if not isinstance(name, str) or name not in FAMILIES:
             raise DistributionError(
                 f"unknown distribution {name!r}; choose one of {', '.join(FAMILIES)}"
             )
