@@ -259,6 +259,17 @@ class LtvAccessor:
         return tail_risk(self._ds, variable, level, segment)
 
 
+def probability_text(p: float, se: float, trials: int) -> str:
+    """A probability with its MC error; at 0 or 1, where the binomial error is 0,
+    the 95% bound of the rule of three (3 / trials) instead."""
+    bound = 3.0 / trials
+    if p == 0.0:
+        return f"0% (< {bound:.1%})"
+    if p == 1.0:
+        return f"100% (> {1 - bound:.1%})"
+    return f"{p:.1%} ± {se:.1%}"
+
+
 def _share(event: np.ndarray) -> tuple[float, float]:
     p = float(np.mean(event))
     return p, math.sqrt(p * (1.0 - p) / event.size)

@@ -6,19 +6,22 @@ and exit with status 2, never a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
+import tomllib
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .analysis import band_probabilities, summary_table
+from .analysis import band_probabilities, probability_text, summary_table
 from .config import ConfigError
 from .distributions import DistributionError
 from .io import ResultFileError, open_result, write_result
@@ -41,6 +44,13 @@ class Format(StrEnum):
 FormatOption = Annotated[
     Format, typer.Option("--format", "-f", help="table for people, json for scripts")
 ]
+ConfigArgument = Annotated[Path, typer.Argument(help="TOML config file")]
+ResultArgument = Annotated[Path, typer.Argument(help="result file written by 'ltvsim run'")]
+TrialsOption = Annotated[int | None, typer.Option(help="override simulation.trials")]
+CustomersOption = Annotated[int | None, typer.Option(help="override simulation.customers")]
+SeedOption = Annotated[int | None, typer.Option(help="override simulation.seed")]
+ThreadsOption = Annotated[int | None, typer.Option(help="numba threads (result is the same)")]
+SegmentOption = Annotated[str, typer.Option(help="segment to analyse")]
 
 
 def _fail(message: str) -> typer.Exit:
@@ -53,14 +63,14 @@ def _fail(message: str) -> typer.Exit:
 
 @app.command()
 def run(
-    config: Annotated[Path, typer.Argument(help="TOML config file")],
+    config: ConfigArgument,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="result file [default: CONFIG.nc]")
     ] = None,
-    trials: Annotated[int | None, typer.Option(help="override simulation.trials")] = None,
-    customers: Annotated[int | None, typer.Option(help="override simulation.customers")] = None,
-    seed: Annotated[int | None, typer.Option(help="override simulation.seed")] = None,
-    threads: Annotated[int | None, typer.Option(help="numba threads (result is the same)")] = None,
+    trials: TrialsOption = None,
+    customers: CustomersOption = None,
+    seed: SeedOption = None,
+    threads: ThreadsOption = None,
     fmt: FormatOption = Format.table,
 ):
     """Simulate CONFIG, print the summary and write the result (netCDF4).
@@ -89,7 +99,7 @@ def run(
 
 @app.command()
 def summary(
-    result: Annotated[Path, typer.Argument(help="result file written by 'ltvsim run'")],
+    result: ResultArgument,
     fmt: FormatOption = Format.table,
 ):
     """Print the summary table of a saved result.
@@ -159,7 +169,7 @@ def _number(value, digits=0) -> str:
 
 def _summary_table(ds, segment: str) -> Table:
     table = Table(title=f"segment: {segment}", title_justify="left")
-    for column in ("measure", "mean", "5%", "50%", "95%"):
+    for column in ("measure", "mean", "± MC se", "5%", "50%", "95%"):
         table.add_column(column, justify="left" if column == "measure" else "right")
     for row in summary_table(ds, segment):
         digits = 2 if row["variable"].startswith("ltv_cac") else 1
@@ -168,7 +178,9 @@ def _summary_table(ds, segment: str) -> Table:
         name = row["variable"]
         if name == "payback_months":
             name += f" (never: {row['never']:.1%})"
-        table.add_row(name, *(_number(row[k], digits) for k in ("mean", "p5", "p50", "p95")))
+        cells = [_number(row[k], digits) for k in ("mean", "p5", "p50", "p95")]
+        cells.insert(1, _number(row["mc_se"], digits + 1))
+        table.add_row(name, *cells)
     return table
 
 
@@ -183,9 +195,540 @@ def _band_table(ds, segments: list[str]) -> Table:
             cells = []
             for s in segments:
                 b = bands[s][measure][i]
-                cells.append(f"{b['probability']:.1%} ± {b['std_error']:.1%}")
+                cells.append(probability_text(b["probability"], b["std_error"], ds.sizes["trial"]))
             table.add_row(f"{title} {entry['band']}", *cells)
     return table
+
+
+@app.command()
+def keys():
+    """Print every config key with its unit, default and valid range (markdown)."""
+    from .config import reference_table
+
+    typer.echo(reference_table())
+
+
+@app.command()
+def worksheet(
+    config: ConfigArgument,
+    trials: TrialsOption = None,
+    customers: CustomersOption = None,
+    seed: SeedOption = None,
+    threads: ThreadsOption = None,
+    fmt: FormatOption = Format.table,
+):
+    """The seeds' five-step LTV worksheet beside the simulation, and why they differ.
+
+    Example: ltvsim worksheet configs/saas.toml --trials 500
+    """
+    from .worksheet import worksheet as make_worksheet
+
+    try:
+        sheet = make_worksheet(
+            config, trials=trials, customers=customers, seed=seed, threads=threads
+        )
+    except USER_ERRORS as exc:
+        raise _fail(str(exc)) from None
+    if fmt is Format.json:
+        typer.echo(json.dumps(dataclasses.asdict(sheet), indent=2, default=_plain))
+        return
+    console = Console()
+    for table in worksheet_tables(sheet):
+        console.print(table)
+
+
+def worksheet_tables(sheet) -> list[Table]:
+    """The worksheet as rich tables (also used by the report)."""
+    c = sheet.currency
+    steps = Table(
+        title=f"the five-step worksheet (point inputs; money in {c})", title_justify="left"
+    )
+    rows = [*sheet.segments, {"segment": "averaged inputs", **sheet.blended}]
+    many = len(rows) > 2
+    steps.add_column("step")
+    shown = rows if many else rows[-1:]
+    for row in shown:
+        steps.add_column("all" if not many else row["segment"], justify="right")
+    lines = [
+        ("1. average customer value (ARPA / month)", "arpa_monthly", "{:,.0f}"),
+        ("2. gross margin", "gross_margin", "{:.1%}"),
+        ("3. monthly churn -> lifetime (months)", None, None),
+        ("4. LTV = ARPA × margin × lifetime", "ltv", "{:,.0f}"),
+        ("5. CAC", "cac", "{:,.0f}"),
+        ("   LTV:CAC", "ltv_cac", "{:.2f}"),
+        ("   band", "ltv_cac_band", "{}"),
+        ("   simple payback (months)", "simple_payback_months", "{:.1f}"),
+        ("   band", "payback_band", "{}"),
+    ]
+    for label, key, pattern in lines:
+        if key is None:
+            cells = [f"{r['monthly_churn']:.2%} -> {r['lifetime_months']:.1f}" for r in shown]
+        else:
+            cells = [pattern.format(r[key]) for r in shown]
+        steps.add_row(label, *cells)
+    bridge = Table(
+        title="from the formula to the simulation (mean LTV per acquired customer)",
+        title_justify="left",
+    )
+    for column in ("step", "LTV", "change", "± MC se", "how"):
+        bridge.add_column(column, justify="left" if column in ("step", "how") else "right")
+    for step in sheet.bridge:
+        change = "" if step.change is None else f"{step.change:+,.0f}"
+        se = "" if step.change_se is None else f"{step.change_se:,.0f}"
+        bridge.add_row(step.label, f"{step.ltv:,.0f}", change, se, step.how)
+    sim = Table(title="the simulated distribution (all segments)", title_justify="left")
+    for column in ("measure", "mean", "5%", "95%"):
+        sim.add_column(column, justify="left" if column == "measure" else "right")
+    for name, values in sheet.simulated.items():
+        if isinstance(values, dict):
+            digits = 2 if "cac" in name else (1 if "months" in name else 0)
+            sim.add_row(name, *(f"{values[k]:,.{digits}f}" for k in ("mean", "p5", "p95")))
+    sim.add_row("P(LTV:CAC < 3)", f"{sheet.simulated['p_ltv_cac_below_3']:.1%}", "", "")
+    return [steps, bridge, sim]
+
+
+ScenarioOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--scenario",
+        "-s",
+        help="NAME: key=value[, key=value ...], e.g. 'price +10%: revenue.arpa_monthly=1100'",
+    ),
+]
+
+
+@app.command()
+def compare(
+    config: ConfigArgument,
+    scenario: ScenarioOption = None,
+    scenarios_file: Annotated[
+        Path | None,
+        typer.Option("--scenarios", help="TOML file of [scenarios.NAME] tables of overrides"),
+    ] = None,
+    trials: TrialsOption = None,
+    customers: CustomersOption = None,
+    seed: SeedOption = None,
+    threads: ThreadsOption = None,
+    segment: SegmentOption = "all",
+    plot: Annotated[Path | None, typer.Option(help="also draw the comparison to this PNG")] = None,
+    fmt: FormatOption = Format.table,
+):
+    """Compare scenarios against the base config with common random numbers.
+
+    Example: ltvsim compare configs/saas.toml -s 'price +10%: revenue.arpa_monthly=1100'
+    -s 'churn -20%: churn.monthly_rate={dist="beta", mean=0.016, sd=0.004}'
+    """
+    from .scenarios import compare as run_compare
+
+    try:
+        named = parse_scenarios(scenario or [], scenarios_file)
+        result = run_compare(
+            config, named, trials=trials, customers=customers, seed=seed, threads=threads
+        )
+        one = result.sel(segment=segment)
+    except USER_ERRORS as exc:
+        raise _fail(str(exc)) from None
+    except KeyError:
+        raise _fail(f"no segment named {segment!r}") from None
+    rows = []
+    for name in one.scenario.values:
+        s = one.sel(scenario=name)
+        payback = np.nan_to_num(s.payback_months.values, nan=np.inf)
+        rows.append(
+            {
+                "scenario": str(name),
+                "mean_ltv_discounted": float(s.ltv_discounted.mean()),
+                "difference": float(s.ltv_discounted_difference),
+                "difference_se": _float(s.ltv_discounted_difference_se),
+                "p_ltv_cac_at_least_3": float(s.p_ltv_cac_at_least_3),
+                "p_difference_se": _float(s.p_ltv_cac_at_least_3_difference_se),
+                "median_payback_months": _float(np.median(payback)),
+            }
+        )
+    if plot is not None:
+        names = [r["scenario"] for r in rows]
+        errors = [
+            float(one.ltv_discounted.sel(scenario=n).std() / np.sqrt(one.sizes["trial"]))
+            for n in names
+        ]
+        label = f"mean discounted LTV ({result.attrs['currency']} per acquired customer)"
+        _save_chart(
+            plot,
+            lambda charts: charts.scenario_comparison(
+                names, [r["mean_ltv_discounted"] for r in rows], errors, label, base_name=names[0]
+            ),
+        )
+    if fmt is Format.json:
+        typer.echo(json.dumps({"segment": segment, "scenarios": rows}, indent=2, default=_plain))
+        return
+    table = Table(
+        title=f"scenarios vs base, segment {segment} (common random numbers)", title_justify="left"
+    )
+    for column in (
+        "scenario",
+        "mean disc. LTV",
+        "change ± MC se",
+        "P(LTV:CAC ≥ 3)",
+        "change ± MC se",
+        "median payback",
+    ):
+        table.add_column(column, justify="left" if column == "scenario" else "right")
+    for i, r in enumerate(rows):
+        first = i == 0
+        table.add_row(
+            r["scenario"],
+            f"{r['mean_ltv_discounted']:,.0f}",
+            "" if first else f"{r['difference']:+,.0f} ± {r['difference_se']:,.0f}",
+            f"{r['p_ltv_cac_at_least_3']:.1%}",
+            ""
+            if first
+            else f"{r['p_ltv_cac_at_least_3'] - rows[0]['p_ltv_cac_at_least_3']:+.1%}"
+            f" ± {r['p_difference_se']:.1%}",
+            "never" if r["median_payback_months"] is None else f"{r['median_payback_months']:.1f}",
+        )
+    Console().print(table)
+
+
+def parse_scenarios(options: list[str], path: Path | None) -> dict[str, dict]:
+    """Scenarios from ``-s 'NAME: key=value, ...'`` options and a TOML file."""
+    named: dict[str, dict] = {}
+    if path is not None:
+        document = _read_toml(path)
+        tables = document.get("scenarios")
+        if not isinstance(tables, dict) or not tables:
+            raise ConfigError(f"{path} has no [scenarios.NAME] tables", "scenarios")
+        for name, body in tables.items():
+            named[name] = _flatten(body, name)
+    for option in options:
+        name, colon, body = option.partition(":")
+        if not colon or not name.strip():
+            raise ConfigError(f"expected 'NAME: key=value, ...', got {option!r}", "--scenario")
+        overrides = {}
+        for item in _split_top_level(body):
+            key, equals, value = item.partition("=")
+            if not equals:
+                raise ConfigError(f"expected key=value, got {item.strip()!r}", "--scenario")
+            try:
+                overrides[key.strip()] = tomllib.loads(f"v = {value.strip()}")["v"]
+            except tomllib.TOMLDecodeError:
+                raise ConfigError(
+                    f"{value.strip()!r} is not a TOML value (a number, or an inline table such "
+                    'as {dist = "beta", mean = 0.02, sd = 0.005})',
+                    key.strip(),
+                ) from None
+        named[name.strip()] = overrides
+    if not named:
+        raise ConfigError("give at least one --scenario or a --scenarios file", "--scenario")
+    return named
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas that are not inside braces or brackets."""
+    parts, depth, current = [], 0, []
+    for char in text:
+        depth += char in "{["
+        depth -= char in "}]"
+        if char == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return [p for p in parts if p.strip()]
+
+
+def _flatten(body, where: str, prefix: str = "") -> dict:
+    out = {}
+    if not isinstance(body, dict):
+        raise ConfigError("must be a table of config keys", f"scenarios.{where}")
+    for key, value in body.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and "dist" not in value:
+            out.update(_flatten(value, where, f"{path}."))
+        else:
+            out[path] = value
+    return out
+
+
+def _read_toml(path: Path) -> dict:
+    from .config import _read_toml as read
+
+    return read(path)
+
+
+@app.command()
+def sensitivity(
+    config: ConfigArgument,
+    swing: Annotated[float, typer.Option(help="relative swing of price, churn, margin, CAC")] = 0.1,
+    trials: TrialsOption = None,
+    customers: CustomersOption = None,
+    seed: SeedOption = None,
+    threads: ThreadsOption = None,
+    segment: SegmentOption = "all",
+    plot: Annotated[Path | None, typer.Option(help="also draw the tornado to this PNG")] = None,
+    fmt: FormatOption = Format.table,
+):
+    """Tornado of the levers (common random numbers) and rank correlations of uncertain inputs.
+
+    Example: ltvsim sensitivity configs/saas.toml --swing 0.2 --trials 500 --plot tornado.png
+    """
+    from .scenarios import default_levers, rank_sensitivity
+    from .scenarios import sensitivity as run_sensitivity
+    from .simulate import simulate
+
+    if not 0 < swing < 1:
+        raise _fail(f"--swing must be in (0, 1), got {swing}")
+    try:
+        tornado = run_sensitivity(
+            config,
+            levers=default_levers(swing),
+            trials=trials,
+            customers=customers,
+            seed=seed,
+            threads=threads,
+            segment=segment,
+        )
+        ds = simulate(config, trials=trials, customers=customers, seed=seed, threads=threads)
+        inputs = [v for v in ds.data_vars if v.startswith("input_") and "_band" not in v]
+        ranks = rank_sensitivity(ds) if inputs else None
+    except USER_ERRORS as exc:
+        raise _fail(str(exc)) from None
+    except KeyError:
+        raise _fail(f"no segment named {segment!r}") from None
+    if plot is not None:
+        ltv = tornado.mean_ltv_discounted
+        _save_chart(
+            plot,
+            lambda charts: charts.tornado(
+                [
+                    f"{lever} {swing}"
+                    for lever, swing in zip(tornado.lever.values, tornado.swing.values, strict=True)
+                ],
+                ltv.sel(side="low").values,
+                ltv.sel(side="high").values,
+                ltv.attrs["base"],
+                f"mean discounted LTV ({ds.attrs['currency']} per acquired customer)",
+                swing_labels=("low swing", "high swing"),
+            ),
+        )
+    metrics = ("mean_ltv_discounted", "p_ltv_cac_at_least_3", "median_payback_months")
+    if fmt is Format.json:
+        document = {
+            "segment": segment,
+            "base": {m: tornado[m].attrs["base"] for m in metrics},
+            "levers": [
+                {
+                    "lever": str(lever),
+                    "config_key": str(tornado.config_key.sel(lever=lever).values),
+                    "swing": str(tornado.swing.sel(lever=lever).values),
+                    **{
+                        m: {
+                            side: _float(tornado[m].sel(lever=lever, side=side))
+                            for side in ("low", "high")
+                        }
+                        for m in metrics
+                    },
+                }
+                for lever in tornado.lever.values
+            ],
+        }
+        if ranks is not None:
+            document["rank_correlation"] = {
+                str(i): {
+                    str(o): _float(
+                        ranks.rank_correlation.sel(input=i, output=o, segment=ranks.segment[-1])
+                    )
+                    for o in ranks.output.values
+                }
+                for i in ranks.input.values
+            }
+        typer.echo(json.dumps(document, indent=2, default=_plain))
+        return
+    console = Console()
+    table = Table(
+        title=f"one-at-a-time sensitivity, segment {segment} "
+        "(low swing -> high swing; largest effect on LTV first)",
+        title_justify="left",
+    )
+    for column in ("lever", "swing", "mean disc. LTV", "P(LTV:CAC ≥ 3)", "median payback"):
+        table.add_column(column, justify="left" if column in ("lever", "swing") else "right")
+    base = {m: tornado[m].attrs["base"] for m in metrics}
+    table.add_row(
+        "base", "", f"{base[metrics[0]]:,.0f}", f"{base[metrics[1]]:.1%}", _months(base[metrics[2]])
+    )
+    for lever in tornado.lever.values:
+        t = tornado.sel(lever=lever)
+        table.add_row(
+            str(lever),
+            str(t.swing.values),
+            " -> ".join(f"{v:,.0f}" for v in t.mean_ltv_discounted.values),
+            " -> ".join(f"{v:.1%}" for v in t.p_ltv_cac_at_least_3.values),
+            " -> ".join(_months(v) for v in t.median_payback_months.values),
+        )
+    console.print(table)
+    if ranks is not None:
+        where = ranks.segment.values[-1]
+        rank_table = Table(
+            title=f"rank correlation of uncertain inputs with outcomes "
+            f"(across trials, segment {where})",
+            title_justify="left",
+        )
+        rank_table.add_column("input")
+        for output in ranks.output.values:
+            rank_table.add_column(str(output), justify="right")
+        for name in ranks.input.values:
+            values = ranks.rank_correlation.sel(input=name, segment=where).values
+            rank_table.add_row(
+                str(ranks.config_key.sel(input=name).values), *(f"{v:+.2f}" for v in values)
+            )
+        console.print(rank_table)
+
+
+@app.command("goal-seek")
+def goal_seek(
+    config: ConfigArgument,
+    lever: Annotated[str, typer.Option(help="config key to move, e.g. churn.monthly_rate")],
+    metric: Annotated[str, typer.Option(help="per-trial variable, e.g. ltv_cac")] = "ltv_cac",
+    target: Annotated[float, typer.Option(help="value the metric must reach")] = 3.0,
+    probability: Annotated[float, typer.Option(help="required probability")] = 0.8,
+    low: Annotated[float | None, typer.Option(help="lowest lever value to search")] = None,
+    high: Annotated[float | None, typer.Option(help="highest lever value to search")] = None,
+    trials: TrialsOption = None,
+    customers: CustomersOption = None,
+    seed: SeedOption = None,
+    threads: ThreadsOption = None,
+    segment: SegmentOption = "all",
+    fmt: FormatOption = Format.table,
+):
+    """Find the lever value at which P(metric meets target) reaches the probability.
+
+    Value metrics must reach the target (ltv_cac >= 3); payback must not exceed
+    it (payback_months <= 12).
+
+    Example: ltvsim goal-seek configs/saas.toml --lever churn.monthly_rate
+    --metric ltv_cac --target 3 --probability 0.8 --trials 500 --customers 500
+    """
+    from .scenarios import GoalSeekError
+    from .scenarios import goal_seek as run_goal_seek
+
+    if (low is None) != (high is None):
+        raise _fail("give both --low and --high, or neither")
+    try:
+        result = run_goal_seek(
+            config,
+            lever=lever,
+            metric=metric,
+            target=target,
+            probability=probability,
+            bounds=None if low is None else (low, high),
+            trials=trials,
+            customers=customers,
+            seed=seed,
+            threads=threads,
+            segment=segment,
+        )
+    except (*USER_ERRORS, GoalSeekError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    if fmt is Format.json:
+        typer.echo(json.dumps(dataclasses.asdict(result), indent=2, default=_plain))
+        return
+    typer.echo(result.describe())
+    typer.echo(
+        f"MC uncertainty: {result.interval[0]:.6g} … {result.interval[1]:.6g} "
+        "(the lever at the target probability ± one standard error)"
+    )
+
+
+class ChartKind(StrEnum):
+    fan = "fan"
+    ltv_cac = "ltv-cac"
+    payback = "payback"
+    survival = "survival"
+
+
+@app.command("plot")
+def plot_command(
+    result: ResultArgument,
+    kind: Annotated[ChartKind, typer.Option(help="which chart")] = ChartKind.fan,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="PNG file")] = None,
+    segment: SegmentOption = "all",
+    months: Annotated[int | None, typer.Option(help="fan chart: months to show")] = None,
+):
+    """Draw a chart of a saved result to a PNG (needs the plot extra: matplotlib).
+
+    Example: ltvsim plot saas.nc --kind fan -o fan.png
+    """
+    output = output or Path(f"{result.stem}-{kind.value}.png")
+    if months is not None and kind is not ChartKind.fan:
+        raise _fail("--months applies to the fan chart only")
+    try:
+        from . import plot as charts
+
+        ds = open_result(result)
+        draw = charts.kinds()[kind.value]
+        figure = draw(ds, segment=segment, months=months) if months else draw(ds, segment=segment)
+        charts.save(figure, output)
+    except (*USER_ERRORS, ImportError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"wrote {output}")
+
+
+@app.command()
+def report(
+    result: ResultArgument,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="HTML file")] = None,
+    worksheet_trials: Annotated[
+        int, typer.Option(help="trials for the worksheet's bridge simulations")
+    ] = 500,
+):
+    """Write one self-contained HTML page: summary, band probabilities, worksheet, charts.
+
+    Example: ltvsim report saas.nc -o report.html
+    """
+    output = output or Path(f"{result.stem}-report.html")
+    try:
+        from . import plot as charts
+        from .config import load_config
+        from .io import atomic_write
+        from .worksheet import worksheet as make_worksheet
+
+        ds = open_result(result)
+        config = load_config(json.loads(ds.attrs["config"]))
+        sheet = make_worksheet(
+            config,
+            trials=min(worksheet_trials, int(ds.attrs["trials"])),
+            customers=min(1000, int(ds.attrs["customers_per_segment"])),
+        )
+        page = charts.report_html(
+            ds,
+            extra_sections=[
+                ("Worksheet: the formula beside the simulation", charts.worksheet_html(sheet))
+            ],
+        )
+        atomic_write(output, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
+    except (*USER_ERRORS, ImportError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"wrote {output}")
+
+
+def _save_chart(path: Path, draw):
+    """Draw a figure with ``draw(plot_module)`` and save it; user errors exit 2."""
+    try:
+        from . import plot as charts
+
+        charts.save(draw(charts), path)
+    except (ImportError, ResultFileError) as exc:
+        raise _fail(str(exc)) from None
+    Console(stderr=True).print(f"wrote {path}", highlight=False)
+
+
+def _months(value) -> str:
+    return "never" if value is None or not np.isfinite(value) else f"{value:.1f}"
+
+
+def _float(value) -> float | None:
+    value = float(value)
+    return None if not np.isfinite(value) else value
 
 
 def main():
