@@ -13,9 +13,10 @@ try:
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+unknown"
 
-from .analysis import band_probabilities, probability, summary_table
+from .analysis import band_probabilities, probability, summarize, summary_table, tail_risk
 from .config import Config, ConfigError, load_config
 from .io import open_result, write_result
+from .scenarios import compare, goal_seek, sensitivity
 from .simulate import simulate
 
 __all__ = [
@@ -23,10 +24,15 @@ __all__ = [
     "ConfigError",
     "__version__",
     "band_probabilities",
+    "compare",
+    "goal_seek",
     "load_config",
     "open_result",
     "probability",
+    "sensitivity",
     "simulate",
+    "summarize",
     "summary_table",
+    "tail_risk",
     "write_result",
 ]
