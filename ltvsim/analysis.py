@@ -54,6 +54,11 @@ def summarize(
     """A tidy summary across trials: mean, sd, MC standard error and quantiles.
 
     Dims ``measure`` (the result variables), ``segment`` and ``quantile``.
+    The mean of an LTV tier or ratio is estimated by its exact conditional
+    expectation given each trial's inputs (``mean_estimator``): unbiased,
+    with no noise from the finite simulated cohort, so ``mc_se`` is the
+    error due to the inputs' draws alone. ``trial_sd`` and the quantiles
+    describe the simulated trials.
     ``payback_months`` statistics are over the trials that pay back within
     the horizon; ``never_pays_back`` is the share that do not, and a quantile
     that falls among those is NaN.
@@ -62,14 +67,10 @@ def summarize(
     >>> s.trial_mean.sel(measure="ltv_cac", segment="all")     # doctest: +SKIP
     """
     q = np.asarray(quantiles, dtype=float)
-    values = np.stack([ds[name].transpose("trial", "segment").values for name in variables])
-    finite = np.isfinite(values)
-    n = finite.sum(axis=1)
-    filled = np.where(finite, values, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = filled.sum(axis=1) / n
-        sd = np.sqrt(((filled - mean[:, None]) ** 2 * finite).sum(axis=1) / (n - 1))
-        se = sd / np.sqrt(n)
+    values = np.stack([_per_trial(ds, name) for name in variables])
+    estimators = [_mean_estimator(ds, name) for name in variables]
+    mean, _, se, n = _moments(np.stack([e[1] for e in estimators]))
+    _, sd, _, _ = _moments(values)
     at_q = np.stack([band_quantiles(v, q) for v in values])  # measure, quantile, segment
     units = [ds[name].attrs.get("units", "") for name in variables]
     return xr.Dataset(
@@ -84,7 +85,7 @@ def summarize(
             "mc_se": (
                 ("measure", "segment"),
                 se,
-                {"long_name": "Monte Carlo standard error of the mean: sd / sqrt(trials)"},
+                {"long_name": "Monte Carlo standard error of trial_mean"},
             ),
             "quantile_value": (
                 ("measure", "quantile", "segment"),
@@ -101,11 +102,45 @@ def summarize(
         coords={
             "measure": ("measure", list(variables)),
             "units": ("measure", units),
+            "mean_estimator": ("measure", [e[0] for e in estimators]),
             "segment": ds["segment"].values,
             "quantile": ("quantile", q, {"units": "1"}),
         },
         attrs={"trials": ds.sizes["trial"], "currency": ds.attrs.get("currency", "")},
     )
+
+
+def _per_trial(ds: xr.Dataset, name: str) -> np.ndarray:
+    return ds[name].transpose("trial", "segment").values
+
+
+def _mean_estimator(ds: xr.Dataset, name: str) -> tuple[str, np.ndarray]:
+    """What estimates the mean of ``name`` best, and its per-trial values.
+
+    For the LTV tiers and ratios the exact conditional expectation given each
+    trial's inputs (``expected_ltv_*``, CAC being an input) has the same mean
+    as the simulated values and no cohort noise; everything else is the
+    plain mean of the simulated trials.
+    """
+    tier = {"ltv_cac": "ltv_gross_profit", "ltv_cac_discounted": "ltv_discounted"}.get(name, name)
+    expected = f"expected_{tier}"
+    if tier.startswith("ltv_") and expected in ds:
+        values = _per_trial(ds, expected)
+        if tier != name:
+            values = values / _per_trial(ds, "cac")
+        return "conditional expectation", values
+    return "sample mean", _per_trial(ds, name)
+
+
+def _moments(values: np.ndarray):
+    """Mean, sd and standard error along axis 1 over the finite values; their count."""
+    finite = np.isfinite(values)
+    n = finite.sum(axis=1)
+    filled = np.where(finite, values, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = filled.sum(axis=1) / n
+        sd = np.sqrt(((filled - mean[:, None]) ** 2 * finite).sum(axis=1) / (n - 1))
+    return mean, sd, sd / np.sqrt(n), n
 
 
 def summary_table(ds: xr.Dataset, segment: str = "all") -> list[dict]:

@@ -71,11 +71,20 @@ def run(
     customers: CustomersOption = None,
     seed: SeedOption = None,
     threads: ThreadsOption = None,
+    target_rel_error: Annotated[
+        float | None,
+        typer.Option(
+            help="instead of a fixed trial count, add trials until the MC standard error of "
+            "mean discounted LTV is at most this fraction of it (e.g. 0.005)"
+        ),
+    ] = None,
     fmt: FormatOption = Format.table,
 ):
     """Simulate CONFIG, print the summary and write the result (netCDF4).
 
     Example: ltvsim run configs/saas.toml -o saas.nc --trials 5000
+
+    Example: ltvsim run configs/saas.toml --target-rel-error 0.005
     """
     from .simulate import simulate
 
@@ -89,6 +98,7 @@ def run(
             seed=seed,
             threads=threads,
             progress=sys.stderr.isatty(),
+            target_rel_error=target_rel_error,
         )
         seconds = time.perf_counter() - started
         write_result(ds, output)
@@ -147,6 +157,13 @@ def _report(ds, fmt: Format, extra: dict):
         "per acquired customer",
         highlight=False,
     )
+    if "target_rel_error" in attrs:
+        verdict = "reached" if attrs["reached_target"] else "NOT reached (max trials)"
+        console.print(
+            f"target MC error of mean discounted LTV {attrs['target_rel_error']:.2%}: {verdict}, "
+            f"{attrs['achieved_rel_error']:.3%} with {attrs['trials']:,} trials",
+            highlight=False,
+        )
     for segment in segments:
         console.print(_summary_table(ds, segment))
     console.print(_band_table(ds, segments))

@@ -12,6 +12,7 @@ import xarray as xr
 
 from . import __version__, _kernels
 from .config import Config, key_spec
+from .model import expected_ltv, kernel_inputs
 
 TRIAL = ("trial", "segment")
 PATH = ("trial", "period", "segment")
@@ -31,6 +32,15 @@ VARIABLES: dict[str, tuple[tuple[str, ...], str, str]] = {
         "CAC, gross profit accruing evenly within a month; NaN if not within the horizon",
     ),
     "lifetime_months": (TRIAL, "months", "mean months active within the horizon"),
+    # Exact conditional expectations given the trial's inputs (no cohort noise):
+    # the estimator of mean LTV (see model.expected_ltv).
+    "expected_ltv_revenue": (TRIAL, "{money}", "E[revenue LTV | the trial's inputs]"),
+    "expected_ltv_gross_profit": (TRIAL, "{money}", "E[gross-profit LTV | the trial's inputs]"),
+    "expected_ltv_discounted": (
+        TRIAL,
+        "{money}",
+        "E[discounted gross-profit LTV | the trial's inputs]",
+    ),
     "survival": (PATH, "1", "share of acquired customers active in the month"),
     "revenue": (PATH, "{money}", "revenue in the month"),
     "gross_profit": (PATH, "{money}", "gross profit in the month"),
@@ -147,6 +157,9 @@ def _segment_values(config: Config, run) -> dict[str, np.ndarray]:
         "cumulative_discounted_gross_profit": np.cumsum(gross_profit * run.weights, axis=1),
         "paid_back_share": np.cumsum(run.paid_first, axis=1) / n,
     }
+    expected = expected_ltv(kernel_inputs(config, run.segment, inputs), config.horizon_months)
+    for tier, values in expected.items():
+        out[f"expected_ltv_{tier}"] = values
     return _derived(out)
 
 
@@ -166,6 +179,9 @@ def _derived(v: dict) -> dict:
 def _blend(per_segment: list[dict], shares: np.ndarray) -> dict:
     """The "all" segment: share-weighted blend of per-acquired-customer amounts."""
     additive = [
+        "expected_ltv_revenue",
+        "expected_ltv_gross_profit",
+        "expected_ltv_discounted",
         "cac",
         "survival",
         "revenue",

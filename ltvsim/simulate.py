@@ -17,16 +17,18 @@ import numba
 import numpy as np
 
 from . import _kernels
-from ._rng import derive, stream_key, stream_uniforms
-from .config import Config, ConfigError, Segment, load_config, monthly_from_annual
+from ._rng import derive, stream_key
+from .config import Config, ConfigError, Segment, load_config
+from .model import draw_inputs, expected_ltv, kernel_inputs
 
 # Customers per work unit. Fixed (not tuned to the machine) because a trial's
 # floating-point sums are added chunk by chunk: changing it changes the last bits.
 CHUNK_CUSTOMERS = 4096
 # Units per kernel call: bounds memory (each unit holds a histogram of 64 KiB).
 UNITS_PER_CALL = 256
-
-MODEL_CODES = {"constant": _kernels.CONSTANT, "sbg": _kernels.SBG, "curve": _kernels.CURVE}
+# Trials added per step when running to a target precision: a constant, so the
+# stopping point does not depend on threads or blocks.
+ADAPTIVE_STEP = 100
 
 
 @dataclass
@@ -51,6 +53,8 @@ def simulate(
     threads: int | None = None,
     progress: bool | Callable[[int, int], None] = False,
     block_trials: int | None = None,
+    target_rel_error: float | None = None,
+    max_trials: int = 20_000,
 ):
     """Simulate a config; return the result as an ``xarray.Dataset``.
 
@@ -69,6 +73,13 @@ def simulate(
     block_trials : int, optional
         Trials per block (memory/progress granularity); the result does not
         depend on it.
+    target_rel_error : float, optional
+        Instead of a fixed number of trials, add trials in steps of
+        ``ADAPTIVE_STEP`` until the MC standard error of mean discounted LTV
+        (segment "all", estimated by its exact conditional expectation) is
+        at most this fraction of the mean, or ``max_trials`` is reached. The
+        stopping point depends only on the config and seed; the result is
+        identical to ``simulate(config, trials=ds.attrs["trials"])``.
 
     Examples
     --------
@@ -77,11 +88,74 @@ def simulate(
     >>> float(ds.ltv_cac.sel(segment="all").mean()) > 2
     True
     """
-    config = _with_overrides(config, trials=trials, customers=customers, seed=seed)
-    runs = run_segments(config, threads=threads, progress=progress, block_trials=block_trials)
     from .dataset import build_dataset
 
-    return build_dataset(config, runs)
+    config = _with_overrides(config, trials=trials, customers=customers, seed=seed)
+    if target_rel_error is None:
+        runs = run_segments(config, threads=threads, progress=progress, block_trials=block_trials)
+        return build_dataset(config, runs)
+    if isinstance(target_rel_error, bool) or not 0 < target_rel_error < 1:
+        raise ConfigError(f"must be in (0, 1), got {target_rel_error!r}", "target_rel_error")
+    if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1:
+        raise ConfigError(f"must be a whole number >= 1, got {max_trials!r}", "max_trials")
+    parts, done, achieved = [], 0, math.inf
+    while achieved > target_rel_error and done < max_trials:
+        step = config.with_overrides({"simulation.trials": min(ADAPTIVE_STEP, max_trials - done)})
+        parts.append(
+            run_segments(
+                step,
+                threads=threads,
+                progress=progress,
+                block_trials=block_trials,
+                first_trial=done,
+            )
+        )
+        done += step.trials
+        achieved = relative_error(config, _concatenate(parts))
+    config = config.with_overrides({"simulation.trials": done})
+    ds = build_dataset(config, _concatenate(parts))
+    ds.attrs.update(
+        target_rel_error=target_rel_error,
+        achieved_rel_error=achieved,
+        reached_target=int(achieved <= target_rel_error),
+    )
+    return ds
+
+
+def relative_error(config: Config, runs: list[SegmentRun]) -> float:
+    """MC standard error of mean discounted LTV (all segments) over its mean.
+
+    Uses the exact conditional expectation of each trial's discounted LTV,
+    so only the inputs' draws contribute error; 0 when nothing is uncertain.
+    """
+    blend = 0.0
+    for run in runs:
+        args = kernel_inputs(config, run.segment, run.inputs)
+        blend = blend + run.segment.share * expected_ltv(args, config.horizon_months)["discounted"]
+    blend = np.asarray(blend)
+    if blend.size < 2:
+        return math.inf
+    mean = abs(float(blend.mean()))
+    se = float(blend.std(ddof=1)) / math.sqrt(blend.size)
+    return se / mean if mean > 0 else math.inf
+
+
+def _concatenate(parts: list[list[SegmentRun]]) -> list[SegmentRun]:
+    """Join runs of consecutive trial ranges, segment by segment."""
+    joined = []
+    for pieces in zip(*parts, strict=True):
+        joined.append(
+            SegmentRun(
+                segment=pieces[0].segment,
+                inputs={k: np.concatenate([p.inputs[k] for p in pieces]) for k in pieces[0].inputs},
+                alive=np.concatenate([p.alive for p in pieces]),
+                revenue=np.concatenate([p.revenue for p in pieces]),
+                paid_first=np.concatenate([p.paid_first for p in pieces]),
+                weights=np.concatenate([p.weights for p in pieces]),
+                customer_hist=sum(p.customer_hist for p in pieces),
+            )
+        )
+    return joined
 
 
 def _with_overrides(config, **overrides) -> Config:
@@ -91,8 +165,12 @@ def _with_overrides(config, **overrides) -> Config:
     return config.with_overrides(given) if given else config
 
 
-def run_segments(config: Config, *, threads=None, progress=False, block_trials=None):
-    """Run every segment of ``config``; return a list of :class:`SegmentRun`."""
+def run_segments(config: Config, *, threads=None, progress=False, block_trials=None, first_trial=0):
+    """Run every segment of ``config``; return a list of :class:`SegmentRun`.
+
+    The trials are numbers ``first_trial … first_trial + trials - 1``: each
+    trial's random streams depend on its number only.
+    """
     n_trials, n_customers = config.trials, config.customers
     chunks_per_trial = math.ceil(n_customers / CHUNK_CUSTOMERS)
     if block_trials is None:
@@ -107,7 +185,7 @@ def run_segments(config: Config, *, threads=None, progress=False, block_trials=N
         for first in range(0, n_trials, block_trials):
             count = min(block_trials, n_trials - first)
             for run in runs:
-                _run_block(config, run, first, count, chunks_per_trial)
+                _run_block(config, run, first_trial, first, count, chunks_per_trial)
                 done += count
                 report(done, total)
     return runs
@@ -126,105 +204,17 @@ def _empty_run(config: Config, segment: Segment) -> SegmentRun:
     )
 
 
-def draw_inputs(config: Config, segment: Segment, first: int, count: int) -> dict:
-    """Every input's value for trials ``first … first+count-1`` (fixed ones repeated)."""
-    values = {}
-    for path, value in segment.values.items():
-        if segment.is_uncertain(path):
-            key = stream_key(config.seed, "input", segment.streams[path])
-            values[path] = value.ppf(stream_uniforms(key, first, count))
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            values[path] = np.full(count, float(value))
-    return values
-
-
-def kernel_inputs(config: Config, segment: Segment, inputs: dict) -> dict:
-    """Convert drawn inputs to the kernel's per-month, per-renewal arrays."""
-    horizon = config.horizon_months
-    renewal = segment["churn.renewal_months"]
-    model = segment["churn.model"]
-    count = len(inputs["revenue.arpa_monthly"])
-    churn = np.zeros(count)
-    if model == "constant":
-        if "churn.annual_rate" in inputs:
-            monthly_survival = (1.0 - inputs["churn.annual_rate"]) ** (1.0 / 12.0)
-        else:
-            monthly_survival = 1.0 - inputs["churn.monthly_rate"]
-        churn = 1.0 - monthly_survival**renewal
-    max_renewals = -(-horizon // renewal)
-    survival = np.ones(max_renewals + 1)
-    if model == "curve":
-        rates = np.asarray(segment["churn.monthly_rates"], dtype=np.float64)
-        hazard = rates[np.minimum(np.arange(max_renewals * renewal), len(rates) - 1)]
-        month_survival = np.cumprod(1.0 - hazard)
-        survival[1:] = month_survival[renewal - 1 :: renewal]
-    ones = np.ones(count)
-    sbg_alpha = inputs.get("churn.alpha", ones)
-    sbg_beta = inputs.get("churn.beta", ones)
-
-    growth = inputs["expansion.annual_growth"]
-    vol = inputs["expansion.annual_volatility"] / math.sqrt(12.0)
-    # annual_growth is the expected (arithmetic) growth: E[exp(mu + vol Z)] = (1+g)^(1/12).
-    log_drift = np.log1p(growth) / 12.0 - 0.5 * vol**2
-    weights = discount_weights(inputs["discount.annual_rate"], horizon, segment["discount.timing"])
-    cum_weights = np.zeros((count, horizon + 1))
-    np.cumsum(weights, axis=1, out=cum_weights[:, 1:])
-    cv = inputs["revenue.arpa_cv"]
-    return dict(
-        model=MODEL_CODES[model],
-        renewal_months=renewal,
-        curve_survival=survival,
-        churn_per_renewal=churn,
-        alpha=np.ascontiguousarray(sbg_alpha),
-        beta=np.ascontiguousarray(sbg_beta),
-        arpa=inputs["revenue.arpa_monthly"],
-        arpa_sigma=np.sqrt(np.log1p(cv**2)),
-        margin=inputs["revenue.gross_margin"],
-        cost=inputs["revenue.cost_to_serve_monthly"],
-        cac=inputs["acquisition.cac"],
-        log_drift=log_drift,
-        volatility=vol,
-        upsell_p=inputs["expansion.upsell_monthly_probability"],
-        upsell_size=inputs["expansion.upsell_size"],
-        downgrade_p=inputs["expansion.downgrade_monthly_probability"],
-        downgrade_size=inputs["expansion.downgrade_size"],
-        price_increase=inputs["expansion.price_increase"],
-        price_every=segment["expansion.price_increase_every_months"],
-        weights=weights,
-        cum_weights=cum_weights,
-    )
-
-
-def discount_weights(annual_rate, horizon: int, timing: str) -> np.ndarray:
-    """Discount factor of each month's cash, shape (len(annual_rate), horizon).
-
-    ``v = 1 / (1 + d)`` with ``d = (1 + annual_rate)^(1/12) - 1``; cash of month t
-    arrives at time t ("start"), t + 1/2 ("middle"), t + 1 ("end"), or evenly
-    through the month ("continuous": ``v^t (1 - v) / delta``, ``delta = -ln v``).
-    """
-    d = monthly_from_annual(np.asarray(annual_rate, dtype=np.float64))[:, None]
-    t = np.arange(horizon, dtype=np.float64)[None, :]
-    log_v = -np.log1p(d)
-    if timing == "start":
-        return np.exp(log_v * t)
-    if timing == "middle":
-        return np.exp(log_v * (t + 0.5))
-    if timing == "end":
-        return np.exp(log_v * (t + 1.0))
-    # continuous: the month's average of v^s over s in [t, t+1]; 1 when d = 0.
-    delta = -log_v
-    average = np.where(delta > 0, -np.expm1(-delta) / np.where(delta > 0, delta, 1.0), 1.0)
-    return np.exp(log_v * t) * average
-
-
-def _run_block(config: Config, run: SegmentRun, first: int, count: int, chunks: int):
+def _run_block(config: Config, run: SegmentRun, offset: int, first: int, count: int, chunks: int):
+    """Trials ``first … first+count-1`` of ``run`` (numbered from ``offset``)."""
     segment = run.segment
-    inputs = draw_inputs(config, segment, first, count)
+    inputs = draw_inputs(config, segment, offset + first, count)
     for path, values in inputs.items():
         run.inputs.setdefault(path, np.empty(config.trials))[first : first + count] = values
     args = kernel_inputs(config, segment, inputs)
     customers_key = stream_key(config.seed, "customers", segment.name)
-    trial_keys = np.array([derive(customers_key, first + j) for j in range(count)], np.uint64)
+    trial_keys = np.array(
+        [derive(customers_key, offset + first + j) for j in range(count)], np.uint64
+    )
 
     n_customers, horizon = config.customers, config.horizon_months
     unit_trial = np.repeat(np.arange(count), chunks)

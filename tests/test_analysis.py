@@ -8,7 +8,7 @@ import pytest
 import ltvsim
 from ltvsim.analysis import band_probabilities, probability, summarize, tail_risk
 
-from .conftest import BASE, merge
+from .conftest import BASE, Z, merge, standard_error
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +26,26 @@ def test_summary_matches_numpy(ds):
     s = summarize(ds).sel(segment="all")
     ltv = ds.ltv_gross_profit.sel(segment="all").values
     m = s.sel(measure="ltv_gross_profit")
-    assert float(m.trial_mean) == pytest.approx(ltv.mean())
+    # the mean of an LTV tier: its exact conditional expectation, averaged over trials
+    expected = ds.expected_ltv_gross_profit.sel(segment="all").values
+    assert str(m.mean_estimator.values) == "conditional expectation"
+    assert float(m.trial_mean) == pytest.approx(expected.mean())
+    assert float(m.mc_se) == pytest.approx(expected.std(ddof=1) / math.sqrt(expected.size))
+    # ... which the simulated trials' mean estimates too (the simulation is unbiased) ...
+    assert abs(ltv.mean() - expected.mean()) <= Z * standard_error(ltv - expected)
+    # ... with a larger error: the cohort's sampling noise on top of the inputs'
+    assert standard_error(ltv) > float(m.mc_se)
     assert float(m.trial_sd) == pytest.approx(ltv.std(ddof=1))
-    assert float(m.mc_se) == pytest.approx(ltv.std(ddof=1) / math.sqrt(ltv.size))
     np.testing.assert_allclose(m.quantile_value, np.quantile(ltv, [0.05, 0.5, 0.95]))
+    # other measures: the plain sample mean
+    life = ds.lifetime_months.sel(segment="all").values
+    lm = s.sel(measure="lifetime_months")
+    assert str(lm.mean_estimator.values) == "sample mean"
+    assert float(lm.trial_mean) == pytest.approx(life.mean())
+    assert float(lm.mc_se) == pytest.approx(life.std(ddof=1) / math.sqrt(life.size))
+    ratio = s.sel(measure="ltv_cac")
+    cac = ds.cac.sel(segment="all").values
+    assert float(ratio.trial_mean) == pytest.approx((expected / cac).mean())
 
 
 def test_payback_summary_counts_never(ds):

@@ -12,7 +12,7 @@ import pytest
 
 import ltvsim
 from ltvsim import formulas
-from ltvsim.simulate import discount_weights, kernel_inputs
+from ltvsim.model import discount_weights, kernel_inputs
 
 from .conftest import BASE, assert_mc_close, merge
 
@@ -233,3 +233,50 @@ def test_starting_mrr_spread_keeps_the_mean():
     # spread shows in the customers' LTV quantiles, not in the mean
     band = ds.customer_ltv_band.sel(segment="all").values
     assert band[-1] > 3 * band[0]
+
+
+@pytest.mark.parametrize(
+    "growth, volatility, discount, horizon",
+    [(0.0, 0.0, 0.10, 120), (0.12, 0.4, 0.08, 36), (-0.2, 0.3, 0.0, 240)],
+)
+def test_conditional_expectation_is_the_closed_form(growth, volatility, discount, horizon):
+    """expected_ltv_* is exact given the trial's inputs: equal to the formula to 1e-9."""
+    cfg = merge(
+        BASE,
+        simulation={"horizon_months": horizon, "trials": 5, "customers": 10},
+        expansion={"annual_growth": growth, "annual_volatility": volatility},
+        discount={"annual_rate": discount},
+    )
+    ds = ltvsim.simulate(cfg)
+    g = float(formulas.monthly_growth_rate(growth))
+    d = float(formulas.monthly_discount_rate(discount))
+    np.testing.assert_allclose(
+        all_segment(ds, "expected_ltv_discounted"),
+        formulas.constant_churn_ltv(1000, 0.8, 0.02, g, d, horizon),
+        rtol=1e-9,
+    )
+    np.testing.assert_allclose(
+        all_segment(ds, "expected_ltv_revenue"),
+        formulas.constant_churn_ltv(1000, 1.0, 0.02, g, 0.0, horizon),
+        rtol=1e-9,
+    )
+
+
+def test_conditional_expectation_sbg_matches_fader_hardie():
+    alpha, beta, r = 1.2, 3.0, 0.15
+    cfg = merge(
+        BASE,
+        simulation={"horizon_months": 1200, "trials": 2, "customers": 10},
+        churn={"model": "sbg", "alpha": alpha, "beta": beta, "renewal_months": 12},
+        discount={"annual_rate": r},
+    )
+    del cfg["churn"]["monthly_rate"]
+    ds = ltvsim.simulate(cfg)
+    v = 1 / (1 + float(formulas.monthly_discount_rate(r)))
+    expected = (
+        800
+        * sum(v**m for m in range(12))
+        * formulas.sbg_discounted_expected_lifetime(alpha, beta, r)
+    )
+    # the 100-year horizon truncates the infinite sum by less than 1e-6 relative
+    np.testing.assert_allclose(all_segment(ds, "expected_ltv_discounted"), expected, rtol=1e-6)

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 import ltvsim
 
 ADDITIVE = [
+    "expected_ltv_discounted",
     "ltv_revenue",
     "ltv_gross_profit",
     "ltv_discounted",

@@ -84,6 +84,14 @@ def test_paths_agree(pair, name):
         assert_mc_close(difference, 0.0)
 
 
+@pytest.mark.parametrize("tier", ["revenue", "gross_profit", "discounted"])
+def test_simulation_is_unbiased_for_the_exact_conditional_expectation(pair, tier):
+    """Both the kernel and the numpy twin average to E[LTV | inputs], trial by trial."""
+    for ds in pair:
+        residual = ds[f"ltv_{tier}"].values - ds[f"expected_ltv_{tier}"].values
+        assert_mc_close(residual, 0.0)
+
+
 def test_payback_agrees(pair):
     fast, slow = pair
     a, b = fast.payback_months.values, slow.payback_months.values

@@ -1,0 +1,148 @@
+"""The model's parameters: per-trial inputs, their units, and exact expectations.
+
+``draw_inputs`` draws every input of a segment for a range of trials (by
+inverse transform of reproducible uniforms); ``kernel_inputs`` converts them
+into the per-month and per-renewal arrays the kernel works in (rates by
+compounding, never by division); ``expected_ltv`` gives, for each trial, the
+exact expectation of the LTV tiers given that trial's inputs — the
+conditional expectation that removes the cohort's sampling noise from the
+estimate of mean LTV.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.special import betaln
+
+from . import _kernels
+from ._rng import stream_key, stream_uniforms
+from .config import Config, Segment, monthly_from_annual
+
+MODEL_CODES = {"constant": _kernels.CONSTANT, "sbg": _kernels.SBG, "curve": _kernels.CURVE}
+
+
+def draw_inputs(config: Config, segment: Segment, first: int, count: int) -> dict:
+    """Every input's value for trials ``first … first+count-1`` (fixed ones repeated)."""
+    values = {}
+    for path, value in segment.values.items():
+        if segment.is_uncertain(path):
+            key = stream_key(config.seed, "input", segment.streams[path])
+            values[path] = value.ppf(stream_uniforms(key, first, count))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            values[path] = np.full(count, float(value))
+    return values
+
+
+def kernel_inputs(config: Config, segment: Segment, inputs: dict) -> dict:
+    """Convert drawn inputs to the kernel's per-month, per-renewal arrays."""
+    horizon = config.horizon_months
+    renewal = segment["churn.renewal_months"]
+    model = segment["churn.model"]
+    count = len(inputs["revenue.arpa_monthly"])
+    churn = np.zeros(count)
+    if model == "constant":
+        if "churn.annual_rate" in inputs:
+            monthly_survival = (1.0 - inputs["churn.annual_rate"]) ** (1.0 / 12.0)
+        else:
+            monthly_survival = 1.0 - inputs["churn.monthly_rate"]
+        churn = 1.0 - monthly_survival**renewal
+    max_renewals = -(-horizon // renewal)
+    survival = np.ones(max_renewals + 1)
+    if model == "curve":
+        rates = np.asarray(segment["churn.monthly_rates"], dtype=np.float64)
+        hazard = rates[np.minimum(np.arange(max_renewals * renewal), len(rates) - 1)]
+        month_survival = np.cumprod(1.0 - hazard)
+        survival[1:] = month_survival[renewal - 1 :: renewal]
+    ones = np.ones(count)
+    sbg_alpha = inputs.get("churn.alpha", ones)
+    sbg_beta = inputs.get("churn.beta", ones)
+
+    growth = inputs["expansion.annual_growth"]
+    vol = inputs["expansion.annual_volatility"] / math.sqrt(12.0)
+    # annual_growth is the expected (arithmetic) growth: E[exp(mu + vol Z)] = (1+g)^(1/12).
+    log_drift = np.log1p(growth) / 12.0 - 0.5 * vol**2
+    weights = discount_weights(inputs["discount.annual_rate"], horizon, segment["discount.timing"])
+    cum_weights = np.zeros((count, horizon + 1))
+    np.cumsum(weights, axis=1, out=cum_weights[:, 1:])
+    cv = inputs["revenue.arpa_cv"]
+    return dict(
+        model=MODEL_CODES[model],
+        renewal_months=renewal,
+        curve_survival=survival,
+        churn_per_renewal=churn,
+        alpha=np.ascontiguousarray(sbg_alpha),
+        beta=np.ascontiguousarray(sbg_beta),
+        arpa=inputs["revenue.arpa_monthly"],
+        arpa_sigma=np.sqrt(np.log1p(cv**2)),
+        margin=inputs["revenue.gross_margin"],
+        cost=inputs["revenue.cost_to_serve_monthly"],
+        cac=inputs["acquisition.cac"],
+        log_drift=log_drift,
+        volatility=vol,
+        upsell_p=inputs["expansion.upsell_monthly_probability"],
+        upsell_size=inputs["expansion.upsell_size"],
+        downgrade_p=inputs["expansion.downgrade_monthly_probability"],
+        downgrade_size=inputs["expansion.downgrade_size"],
+        price_increase=inputs["expansion.price_increase"],
+        price_every=segment["expansion.price_increase_every_months"],
+        weights=weights,
+        cum_weights=cum_weights,
+    )
+
+
+def discount_weights(annual_rate, horizon: int, timing: str) -> np.ndarray:
+    """Discount factor of each month's cash, shape (len(annual_rate), horizon).
+
+    ``v = 1 / (1 + d)`` with ``d = (1 + annual_rate)^(1/12) - 1``; cash of month t
+    arrives at time t ("start"), t + 1/2 ("middle"), t + 1 ("end"), or evenly
+    through the month ("continuous": ``v^t (1 - v) / delta``, ``delta = -ln v``).
+    """
+    d = monthly_from_annual(np.asarray(annual_rate, dtype=np.float64))[:, None]
+    t = np.arange(horizon, dtype=np.float64)[None, :]
+    log_v = -np.log1p(d)
+    if timing == "start":
+        return np.exp(log_v * t)
+    if timing == "middle":
+        return np.exp(log_v * (t + 0.5))
+    if timing == "end":
+        return np.exp(log_v * (t + 1.0))
+    # continuous: the month's average of v^s over s in [t, t+1]; 1 when d = 0.
+    delta = -log_v
+    average = np.where(delta > 0, -np.expm1(-delta) / np.where(delta > 0, delta, 1.0), 1.0)
+    return np.exp(log_v * t) * average
+
+
+def expected_ltv(args: dict, horizon: int) -> dict[str, np.ndarray]:
+    """Exact E[LTV tiers | trial inputs] per trial, from the kernel's arrays ``args``.
+
+    Churn and MRR are independent in the model, so the expected revenue of
+    month t is ``S(t) × E[MRR(t)]`` with ``S`` the survival of the churn model
+    (``(1-q)^n``, sBG ``B(α, β+n)/B(α, β)`` or the curve's table, n renewals
+    by month t) and ``E[MRR(t)] = ARPA × m^t × (1 + price increase)^⌊t/every⌋``,
+    ``m = exp(μ + σ²/2) (1 + p_up·up − p_down·down)``.
+    """
+    t = np.arange(horizon)
+    renewals = t // args["renewal_months"]
+    model = args["model"]
+    if model == _kernels.SBG:
+        alpha, beta = args["alpha"][:, None], args["beta"][:, None]
+        survival = np.exp(betaln(alpha, beta + renewals) - betaln(alpha, beta))
+    elif model == _kernels.CURVE:
+        survival = np.broadcast_to(args["curve_survival"][renewals], (len(args["arpa"]), horizon))
+    else:
+        survival = (1.0 - args["churn_per_renewal"][:, None]) ** renewals
+    step = np.exp(args["log_drift"] + 0.5 * args["volatility"] ** 2) * (
+        1.0 + args["upsell_p"] * args["upsell_size"] - args["downgrade_p"] * args["downgrade_size"]
+    )
+    multiplier = step[:, None] ** t * (1.0 + args["price_increase"][:, None]) ** (
+        t // args["price_every"]
+    )
+    revenue = args["arpa"][:, None] * multiplier * survival
+    gross_profit = args["margin"][:, None] * revenue - args["cost"][:, None] * survival
+    return {
+        "revenue": revenue.sum(axis=1),
+        "gross_profit": gross_profit.sum(axis=1),
+        "discounted": (gross_profit * args["weights"]).sum(axis=1),
+    }
