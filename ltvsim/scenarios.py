@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
-from scipy import optimize, stats
 
 from .config import Config, ConfigError, key_spec, load_config
 from .dataset import TRIAL, VARIABLES
@@ -307,6 +306,8 @@ def rank_sensitivity(
     per-trial draw with each output, per segment (trials that never pay back
     rank last). The chart a Monte Carlo spreadsheet tool shows.
     """
+    from scipy.stats import spearmanr  # scipy.stats is slow to import: only when needed
+
     inputs = [v for v in ds.data_vars if v.startswith("input_") and not v.endswith("_band")]
     if not inputs:
         raise ValueError("the result has no uncertain inputs: nothing varies across trials")
@@ -319,7 +320,7 @@ def rank_sensitivity(
             for i, name in enumerate(inputs):
                 x = one[name].values
                 if np.ptp(x) > 0 and np.ptp(y[np.isfinite(y)]) > 0:
-                    values[i, j, k] = stats.spearmanr(x, y).statistic
+                    values[i, j, k] = spearmanr(x, y).statistic
     return xr.Dataset(
         {
             "rank_correlation": (
@@ -394,6 +395,8 @@ def goal_seek(
     ``probability ± sqrt(p (1-p) / trials)`` (the binomial interval of a
     quantile).
     """
+    from scipy import optimize
+
     base = _config(config)
     if not 0 < probability < 1:
         raise ValueError(f"probability must be in (0, 1), got {probability!r}")
