@@ -29,7 +29,7 @@ leaves the others' random numbers untouched (common random numbers).
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import get_thread_id, njit, prange
 
 from ._rng import derive, next_gamma, next_normal, next_uniform
 
@@ -45,8 +45,12 @@ HIST_LIMIT = math.log1p(1e12)
 
 
 @njit(inline="always", cache=True)
-def _renewals_survived(state, model, theta, alpha, beta, curve_survival, max_renewals):
-    """Number of renewals a new customer survives, capped at ``max_renewals``."""
+def _renewals_survived(state, model, theta, log_keep, alpha, beta, curve_survival, max_renewals):
+    """Number of renewals a new customer survives, capped at ``max_renewals``.
+
+    ``log_keep`` is ``log1p(-theta)`` for the constant model, hoisted out of
+    the customer loop by the caller.
+    """
     state, u = next_uniform(state)
     if model == CURVE:
         # P(N >= n) = curve_survival[n]; N = max{n : u <= S[n]} by bisection.
@@ -64,23 +68,27 @@ def _renewals_survived(state, model, theta, alpha, beta, curve_survival, max_ren
         state, ga = next_gamma(state, alpha)
         state, gb = next_gamma(state, beta)
         theta = ga / (ga + gb)
+        log_keep = math.log1p(-theta)
     if theta <= 0.0:
         return state, max_renewals
     if theta >= 1.0:
         return state, 0
-    n = math.log(u) / math.log1p(-theta)  # geometric: P(N >= n) = (1-theta)^n
+    n = math.log(u) / log_keep  # geometric: P(N >= n) = (1-theta)^n
     if n >= max_renewals:
         return state, max_renewals
     return state, int(n)
 
 
 @njit(inline="always", cache=True)
-def _next_event(state, t, p, horizon):
-    """Month of the next plan change after month t: t + Geometric(p) on {1, 2, ...}."""
-    if p >= 1.0:
+def _next_event(state, t, log_no_event, horizon):
+    """Month of the next plan change after month t: t + Geometric(p) on {1, 2, ...}.
+
+    ``log_no_event`` is ``log1p(-p)``; ``-inf`` (p = 1) means every month.
+    """
+    if log_no_event == -math.inf:
         return state, t + 1
     state, u = next_uniform(state)
-    gap = math.log(u) / math.log1p(-p)
+    gap = math.log(u) / log_no_event
     if gap >= horizon:
         return state, horizon
     return state, t + 1 + int(gap)
@@ -133,8 +141,9 @@ def simulate_units(
     ``out_ends[u, m]`` customers active for exactly m months within the horizon;
     ``out_revenue[u, t]`` revenue of month t summed over customers;
     ``out_paid[u, t]`` customers whose own cumulative gross profit first
-    reaches CAC in month t; ``out_hist[u, b]`` customers whose discounted
-    gross-profit LTV falls in histogram bin b.
+    reaches CAC in month t; ``out_hist[k, b]`` customers whose discounted
+    gross-profit LTV falls in histogram bin b, counted by thread k (the
+    caller sums the rows: integer counts, so the order does not matter).
     """
     horizon = out_revenue.shape[1]
     max_renewals = (horizon + renewal_months - 1) // renewal_months
@@ -148,12 +157,16 @@ def simulate_units(
         price_x = 1.0 + price_increase[j]
         event_p = up_p + dn_p
         up_share = up_p / event_p if event_p > 0.0 else 0.0
+        log_no_event = math.log1p(-event_p) if event_p < 1.0 else -math.inf
+        theta = churn_per_renewal[j]
+        log_keep = math.log1p(-theta) if 0.0 < theta < 1.0 else 0.0
         for i in range(unit_first[u], unit_first[u] + unit_count[u]):
             customer = derive(trial_keys[j], i)
             _, n = _renewals_survived(
                 derive(customer, CHURN_STREAM),
                 model,
-                churn_per_renewal[j],
+                theta,
+                log_keep,
                 alpha[j],
                 beta[j],
                 curve_survival,
@@ -169,7 +182,7 @@ def simulate_units(
             events = derive(customer, EVENT_STREAM)
             next_event = horizon
             if event_p > 0.0:
-                events, next_event = _next_event(events, 0, event_p, horizon)
+                events, next_event = _next_event(events, 0, log_no_event, horizon)
             cum_gp = 0.0
             paid = False
             discounted_revenue = 0.0
@@ -184,7 +197,7 @@ def simulate_units(
                     if t == next_event:
                         events, x = next_uniform(events)
                         mrr *= up_x if x < up_share else dn_x
-                        events, next_event = _next_event(events, t, event_p, horizon)
+                        events, next_event = _next_event(events, t, log_no_event, horizon)
                     if t == next_price:
                         mrr *= price_x
                         next_price += price_every
@@ -196,7 +209,8 @@ def simulate_units(
                         paid = True
                         out_paid[u, t] += 1
             ltv = gm * discounted_revenue - c2s * cum_weights[j, months]
-            out_hist[u, _hist_bin(ltv)] += 1
+            # Counts are integers, so one row per thread is exact and order-free.
+            out_hist[get_thread_id(), _hist_bin(ltv)] += 1
 
 
 def histogram_edges():

@@ -47,7 +47,8 @@ def next_u64(state):
 def next_uniform(state):
     """Advance a SplitMix64 state; return (new state, uniform in the open interval (0, 1))."""
     state, z = next_u64(state)
-    return state, ((z >> _S11) + 0.5) * _INV_2_53
+    # via int64: the top 53 bits fit, and a signed conversion is one instruction
+    return state, (np.int64(z >> _S11) + 0.5) * _INV_2_53
 
 
 @njit(cache=True)
@@ -107,7 +108,7 @@ def next_normal(state):
     """
     state, z = next_u64(state)
     i = np.int64(z & _LOW7)
-    u = 2.0 * (((z >> _S11) + 0.5) * _INV_2_53) - 1.0
+    u = 2.0 * ((np.int64(z >> _S11) + 0.5) * _INV_2_53) - 1.0
     if abs(u) < _ZIG_RATIO[i]:
         return state, u * _ZIG_X[i]
     return _normal_edge(state, u, i)
@@ -133,7 +134,7 @@ def _normal_edge(state, u, i):
         # rejected: a fresh draw, from the top
         state, z = next_u64(state)
         i = np.int64(z & _LOW7)
-        u = 2.0 * (((z >> _S11) + 0.5) * _INV_2_53) - 1.0
+        u = 2.0 * ((np.int64(z >> _S11) + 0.5) * _INV_2_53) - 1.0
         if abs(u) < _ZIG_RATIO[i]:
             return state, u * _ZIG_X[i]
 

@@ -24,7 +24,7 @@ from .model import draw_inputs, expected_ltv, kernel_inputs
 # Customers per work unit. Fixed (not tuned to the machine) because a trial's
 # floating-point sums are added chunk by chunk: changing it changes the last bits.
 CHUNK_CUSTOMERS = 4096
-# Units per kernel call: bounds memory (each unit holds a histogram of 64 KiB).
+# Units per kernel call: bounds memory (each unit holds its per-month sums).
 UNITS_PER_CALL = 256
 # Trials added per step when running to a target precision: a constant, so the
 # stopping point does not depend on threads or blocks.
@@ -224,7 +224,7 @@ def _run_block(config: Config, run: SegmentRun, offset: int, first: int, count: 
     ends = np.zeros((n_units, horizon + 1), np.int64)
     revenue = np.zeros((n_units, horizon))
     paid = np.zeros((n_units, horizon), np.int64)
-    hist = np.zeros((n_units, _kernels.HIST_BINS), np.int64)
+    hist = np.zeros((numba.get_num_threads(), _kernels.HIST_BINS), np.int64)
     _kernels.simulate_units(
         unit_trial,
         unit_first,
