@@ -23,6 +23,7 @@ from .dataset import TRIAL, VARIABLES
 from .distributions import Distribution
 from .simulate import simulate
 
+TORNADO_METRICS = ("mean_ltv_discounted", "p_ltv_cac_at_least_3", "median_payback_months")
 # Per-trial variables compared across scenarios.
 COMPARED = [
     "ltv_revenue",
@@ -241,21 +242,22 @@ def sensitivity(
     seed: int | None = None,
     threads: int | None = None,
     segment: str = "all",
+    rank_by: str = "mean_ltv_discounted",
 ) -> xr.Dataset:
     """One-at-a-time tornado with common random numbers.
 
     Each lever is swung down and up (``side`` = "low"/"high") and the effect
-    on mean discounted LTV, on P(LTV:CAC >= 3) and on median payback is
-    recorded. Levers are sorted by the size of their effect on mean
-    discounted LTV, largest first.
+    on mean discounted LTV (its conditional-expectation estimate), on
+    P(LTV:CAC >= 3) and on median payback is recorded. Levers are sorted by
+    the size of their effect on ``rank_by`` (one of those three), largest
+    first.
     """
+    if rank_by not in TORNADO_METRICS:
+        raise ValueError(f"rank_by must be one of {TORNADO_METRICS}, got {rank_by!r}")
     base = _config(config)
     levers = levers or default_levers()
     base_ds = _simulate(base, trials, customers, seed, threads)
-    metrics = {
-        name: []
-        for name in ("mean_ltv_discounted", "p_ltv_cac_at_least_3", "median_payback_months")
-    }
+    metrics = {name: [] for name in TORNADO_METRICS}
     names, labels, paths = [], [], []
     for lever in levers:
         path = _churn_path(base) if lever.path == "churn" else lever.path
@@ -283,8 +285,9 @@ def sensitivity(
         },
         attrs={"segment": segment, "trials": base_ds.sizes["trial"], "seed": base_ds.attrs["seed"]},
     )
-    effect = np.abs(out["mean_ltv_discounted"].diff("side")).squeeze("side", drop=True)
-    order = np.argsort(-effect.values, kind="stable")
+    effect = np.abs(out[rank_by].diff("side")).squeeze("side", drop=True)
+    order = np.argsort(-np.nan_to_num(effect.values, nan=np.inf), kind="stable")
+    out.attrs["ranked_by"] = rank_by
     return out.isel(lever=order)
 
 
@@ -293,7 +296,7 @@ def _tornado_metrics(ds: xr.Dataset, segment: str) -> dict[str, float]:
     payback = np.where(np.isnan(one.payback_months.values), np.inf, one.payback_months.values)
     median = float(np.median(payback))
     return {
-        "mean_ltv_discounted": float(one.ltv_discounted.mean()),
+        "mean_ltv_discounted": float(one.expected_ltv_discounted.mean()),
         "p_ltv_cac_at_least_3": float((one.ltv_cac >= 3).mean()),
         "median_payback_months": median if math.isfinite(median) else math.nan,
     }

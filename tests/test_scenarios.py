@@ -170,3 +170,14 @@ def test_goal_seek_unreachable_target_is_a_clear_error():
             customers=50,
             bounds=(100.0, 20000.0),
         )
+
+
+def test_tornado_can_rank_by_another_metric():
+    config = ltvsim.load_config(SAAS).with_overrides({"revenue.gross_margin": 0.8})
+    ranked = sensitivity(config, rank_by="p_ltv_cac_at_least_3", trials=60, customers=100)
+    p = ranked.p_ltv_cac_at_least_3
+    effect = np.abs(p.sel(side="high") - p.sel(side="low")).values
+    assert ranked.attrs["ranked_by"] == "p_ltv_cac_at_least_3"
+    assert (np.diff(effect) <= 0).all()
+    with pytest.raises(ValueError, match="rank_by"):
+        sensitivity(config, rank_by="ltv", trials=5, customers=10)
