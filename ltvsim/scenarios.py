@@ -18,22 +18,15 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from .analysis import SUMMARY_VARIABLES
 from .config import Config, ConfigError, key_spec, load_config
 from .dataset import TRIAL, VARIABLES
 from .distributions import Distribution
 from .simulate import simulate
 
 TORNADO_METRICS = ("mean_ltv_discounted", "p_ltv_cac_at_least_3", "median_payback_months")
-# Per-trial variables compared across scenarios.
-COMPARED = [
-    "ltv_revenue",
-    "ltv_gross_profit",
-    "ltv_discounted",
-    "ltv_cac",
-    "ltv_cac_discounted",
-    "payback_months",
-    "lifetime_months",
-]
+# Per-trial variables compared across scenarios: the headline ones.
+COMPARED = SUMMARY_VARIABLES
 # Direction in which a metric is good: goal seek asks P(metric >= target) for
 # value metrics and P(metric <= target) for payback.
 GOOD_IS_HIGH = {"payback_months": False, "lifetime_months": True}
