@@ -630,7 +630,16 @@ def goal_seek(
 
     if (low is None) != (high is None):
         raise _fail("give both --low and --high, or neither")
+    status = Console(stderr=True).status("goal seek", spinner="dots")
+    evaluations = []
+
+    def report(x: float, p: float):
+        evaluations.append(x)
+        status.update(f"goal seek: simulation {len(evaluations)}, {lever} = {x:.6g} gives {p:.3f}")
+
     try:
+        if sys.stderr.isatty():
+            status.start()
         result = run_goal_seek(
             config,
             lever=lever,
@@ -643,9 +652,12 @@ def goal_seek(
             seed=seed,
             threads=threads,
             segment=segment,
+            on_evaluation=report,
         )
     except (*USER_ERRORS, GoalSeekError, ValueError) as exc:
         raise _fail(str(exc)) from None
+    finally:
+        status.stop()
     if fmt is Format.json:
         typer.echo(json.dumps(dataclasses.asdict(result), indent=2, default=_plain))
         return

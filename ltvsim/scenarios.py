@@ -376,6 +376,7 @@ def goal_seek(
     seed: int | None = None,
     threads: int | None = None,
     segment: str = "all",
+    on_evaluation: Callable[[float, float], None] | None = None,
 ) -> GoalSeekResult:
     """The lever value at which P(metric meets target) equals ``probability``.
 
@@ -389,7 +390,8 @@ def goal_seek(
     ``[low, high]`` finds where it crosses ``probability``. The MC
     uncertainty is the lever's change between the probabilities
     ``probability ± sqrt(p (1-p) / trials)`` (the binomial interval of a
-    quantile).
+    quantile). ``on_evaluation(lever_value, probability)`` is called after
+    each simulation (for progress reports).
     """
     from scipy import optimize
 
@@ -440,6 +442,8 @@ def goal_seek(
             values = np.nan_to_num(ds[metric].values, nan=np.inf)
             meets = values >= target if good_is_high else values <= target
             cache[x] = float(meets.mean())
+            if on_evaluation is not None:
+                on_evaluation(x, cache[x])  # e.g. progress: lever value, probability
         return cache[x]
 
     p_low, p_high = p_meets(low), p_meets(high)
