@@ -1,10 +1,12 @@
-"""Benchmark ltvsim in one run: JIT compile, kernel vs numpy reference vs raw RNG rate.
+"""Benchmark ltvsim in one run: the kernel vs its numpy and plain-Python twins vs the
+random-number limit, scaling, memory, start-up and time to a target precision.
 
 Usage::
 
-    python benchmarks/run.py               # full run, 1-2 minutes on a quiet 2-core machine
-    python benchmarks/run.py --quick       # smoke run, under a minute
+    python benchmarks/run.py               # full run, 2-3 minutes on a quiet 2-core machine
+    python benchmarks/run.py --quick       # smoke run, about a minute
     python benchmarks/run.py --repeats 9   # more repeats per measurement
+    python benchmarks/run.py --sections models,memory --no-write   # a subset, print only
 
 Prints markdown tables to stdout (progress to stderr), writes
 ``benchmarks/results.json`` (every individual repeat) and regenerates the
@@ -18,10 +20,13 @@ from an empty cache, and nothing is written into the source tree.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import datetime
 import gc
 import hashlib
+import inspect
 import json
+import math
 import os
 import platform
 import shutil
@@ -30,7 +35,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,36 +53,119 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 SAAS = ROOT / "configs" / "saas.toml"
 
 
+# --- The four models ---------------------------------------------------------
+
+NO_VOLATILITY = {
+    "expansion.annual_volatility": 0.0,
+    "expansion.upsell_monthly_probability": 0.0,
+    "expansion.downgrade_monthly_probability": 0.0,
+}
+SBG_CHURN = {"model": "sbg", "alpha": 1.0, "beta": 40.0}  # renewal every month
+
+
+def load(path: Path):
+    import ltvsim
+
+    return ltvsim.load_config(path)
+
+
+def constant_config():
+    """saas.toml without volatility or plan changes: its uncertain inputs, constant churn."""
+    return load(SAAS).with_overrides(NO_VOLATILITY)
+
+
+def sbg_config():
+    """saas.toml with sBG churn (alpha 1, beta 40 per monthly renewal) instead of its own."""
+    import ltvsim
+
+    raw = tomllib.loads(SAAS.read_text())
+    raw["churn"] = dict(SBG_CHURN)
+    return ltvsim.load_config(raw)
+
+
 @dataclass(frozen=True)
 class Model:
-    """One model to time: a config (plus overrides) and its trial counts."""
+    """One model to time: how its config is built and the trial counts of each twin."""
 
+    key: str
     name: str
-    config: str  # relative to the repository root
+    built_from: str
+    build: Callable
     trials: int  # for simulate(); customers are the config's own
-    reference_trials: int  # for the numpy reference: ~10-40x slower per trial
-    overrides: dict = field(default_factory=dict)
+    reference_trials: int  # numpy twin: ~10-40x slower per trial
+    python_trials: int = 2  # plain-Python twin, at python_customers
+    python_customers: int = 200
 
 
 # Trial counts are fixed (not calibrated to the machine) so that runs compare
-# with each other; each simulate() call takes ~1 s on a 2-core Xeon VM.
+# with each other; each simulate() call takes about a second on a 2-core Xeon VM.
 MODELS = [
-    Model("saas", "configs/saas.toml", 2000, 20),
     Model(
-        "saas, constant churn, no volatility",
-        "configs/saas.toml",
+        "constant",
+        "constant churn, no volatility",
+        f"saas.toml with_overrides({NO_VOLATILITY})",
+        constant_config,
         4000,
         20,
-        {"churn.monthly_rate": 0.02, "expansion.annual_volatility": 0.0},
     ),
-    Model("annual-contracts", "configs/annual-contracts.toml", 1000, 20),
-    Model("segments", "configs/segments.toml", 200, 10),
+    Model(
+        "sbg",
+        "sBG churn, volatility, plan changes",
+        f"saas.toml with [churn] = {SBG_CHURN} (saas's expansion)",
+        sbg_config,
+        1000,
+        10,
+    ),
+    Model(
+        "annual",
+        "annual contracts (sBG)",
+        "configs/annual-contracts.toml",
+        lambda: load(ROOT / "configs" / "annual-contracts.toml"),
+        1000,
+        20,
+    ),
+    Model(
+        "segments",
+        "three segments",
+        "configs/segments.toml",
+        lambda: load(ROOT / "configs" / "segments.toml"),
+        200,
+        10,
+    ),
 ]
-QUICK_DIVISOR = 10  # --quick divides every trial count by this
-THREAD_TRIALS = 1000  # saas trials for the threads 1 vs 2 comparison
-RNG_DRAWS = 10_000_000
+SCALING_MODEL = "sbg"
+PYTHON_CALLS = 5  # calls of the plain-Python twin per timing
+QUICK_DIVISOR = 10  # --quick divides trial counts and draws by this
+
+RNG_DRAWS = 10_000_000  # uniform and normal draws per measurement; beta: a fifth
+RNG_CHUNK = 1_000_000  # draws per numpy call (into a reused buffer)
+
+SCALE_TRIALS = [250, 500, 1000, 2000]  # x 1,000 customers
+SCALE_CUSTOMERS = [10**2, 10**3, 10**4, 10**5, 10**6]  # trials = max(2, 10^6 / customers)
+SCALE_CUSTOMER_WORK = 10**6  # customers x trials per point
+SCALE_HORIZONS = [12, 60, 120, 300, 600]  # at 500 trials x 1,000 customers
+HORIZON_TRIALS = 500
+THREAD_TRIALS = 500  # sBG model, x 1,000 customers
+MEMORY_CUSTOMERS = [10**3, 10**4, 10**5, 10**6]
+MEMORY_TRIALS = 2
+
+PRECISION_TARGET = 0.005  # relative MC standard error of mean discounted LTV
+PRECISION_START = 250  # trials; doubled until the target is met
+PRECISION_MAX = 64_000
+
 CLI_REPEATS = 3
 CACHED_START_REPEATS = 3
+
+# The issue's targets (issue 5).
+TARGETS = {
+    "over_numpy": 30.0,
+    "over_python": 300.0,
+    "over_rng_limit": 0.5,
+    "parallel_efficiency": 0.85,
+    "memory_ratio": 1.2,
+    "cli_s": 3.0,
+    "cached_start_s": 5.0,
+}
 
 # Run in a fresh interpreter: import ltvsim and complete a tiny simulate().
 STARTUP_PROBE = """
@@ -92,6 +182,55 @@ misses = sum(stats.cache_misses.values()) if stats else None
 print(json.dumps({"import_s": t1 - t0, "first_call_s": t2 - t1,
                   "kernel_cache_hits": hits, "kernel_cache_misses": misses}))
 """
+
+# Run in a fresh interpreter: peak memory of one simulate() at a given size.
+MEMORY_PROBE = """
+import json, resource, sys, time, tracemalloc
+import ltvsim
+config = ltvsim.load_config(json.loads(sys.argv[1]))
+trials, customers = int(sys.argv[2]), int(sys.argv[3])
+def status(field):  # bytes, from /proc/self/status (Linux); None elsewhere
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+def reset_peak():  # VmHWM := VmRSS (Linux >= 4.0)
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+t0 = time.perf_counter()
+ltvsim.simulate(config, trials=2, customers=100)  # warm-up: loads the kernel
+warmup = time.perf_counter() - t0
+misses = {}  # jitted functions compiled in this process (not loaded from the cache)
+for name, module in list(sys.modules.items()):
+    if name.startswith("ltvsim"):
+        for attr, fn in vars(module).items():
+            stats = getattr(fn, "stats", None)
+            if stats is not None and sum(stats.cache_misses.values()):
+                misses[f"{name}.{attr}"] = sum(stats.cache_misses.values())
+rss_before = status("VmRSS")
+reset = reset_peak()
+t0 = time.perf_counter()
+ltvsim.simulate(config, trials=trials, customers=customers)
+seconds = time.perf_counter() - t0
+peak = status("VmHWM") if reset else None
+maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+tracemalloc.start()
+ltvsim.simulate(config, trials=trials, customers=customers)
+traced_peak = tracemalloc.get_traced_memory()[1]
+tracemalloc.stop()
+print(json.dumps({"rss_before_bytes": rss_before, "peak_rss_bytes": peak,
+                  "ru_maxrss_bytes": maxrss, "seconds": seconds, "warmup_s": warmup,
+                  "tracemalloc_peak_bytes": traced_peak, "kernel_cache_misses": misses}))
+"""
+
+
+# --- Helpers -----------------------------------------------------------------
 
 
 def log(message: str) -> None:
@@ -121,6 +260,27 @@ def summarize(seconds: list[float], work: float | None = None) -> dict:
     return out
 
 
+def interleaved(label: str, fns: dict, repeats: int, warmup: bool = True):
+    """Time each function ``repeats`` times, round robin, so a burst of load hits all.
+
+    With ``warmup`` each is first called once untimed. Returns ``(seconds,
+    results, warmup_seconds)``: lists of timings, the last result and the
+    warm-up time, each by key.
+    """
+    results, warm = {}, {}
+    if warmup:
+        for key, fn in fns.items():
+            log(f"{label}: warm-up {key} ...")
+            warm[key], results[key] = timed(fn)
+    seconds = {key: [] for key in fns}
+    for i in range(repeats):
+        log(f"{label}: repeat {i + 1}/{repeats} ...")
+        for key, fn in fns.items():
+            s, results[key] = timed(fn)
+            seconds[key].append(s)
+    return seconds, results, warm
+
+
 def run_checked(command: list[str], env: dict) -> tuple[float, str]:
     """(wall seconds, stdout) of a subprocess run from the repository root."""
     started = time.perf_counter()
@@ -133,7 +293,156 @@ def run_checked(command: list[str], env: dict) -> tuple[float, str]:
     return seconds, done.stdout
 
 
-# --- Sections --------------------------------------------------------------
+def alive_customer_months(ds, customers: int) -> float:
+    """Survival summed over trial and period, times customers, over the real segments."""
+    names = [s for s in ds.segment.values.tolist() if s != "all"] or ["all"]
+    return float(ds.survival.sel(segment=names).sum()) * customers
+
+
+def relative_se(values) -> float:
+    """MC standard error of the mean of independent per-trial values, relative to the mean."""
+    values = np.asarray(values, dtype=float)
+    return float(values.std(ddof=1) / math.sqrt(values.size) / abs(values.mean()))
+
+
+def draw_inputs(config, segment, first, count):
+    """The fast path's per-trial inputs (its module moved during issue 5)."""
+    try:
+        from ltvsim.model import draw_inputs as draw
+    except ImportError:
+        from ltvsim.simulate import draw_inputs as draw
+    return draw(config, segment, first, count)
+
+
+def value_mean(value) -> float:
+    return float(value.mean) if hasattr(value, "ppf") else float(value)
+
+
+# --- Random numbers ----------------------------------------------------------
+
+
+def beta_parameters(configs) -> list[tuple[float, float]]:
+    """(alpha, beta) of every sBG segment of the configs, at the inputs' means."""
+    found = []
+    for config in configs:
+        for segment in config.segments:
+            if segment["churn.model"] == "sbg":
+                pair = tuple(
+                    float(f"{value_mean(segment[p]):.4g}") for p in ("churn.alpha", "churn.beta")
+                )
+                if pair not in found:
+                    found.append(pair)
+    return found
+
+
+def beta_kind(alpha: float, beta: float) -> str:
+    return f"beta({alpha:g}, {beta:g})"
+
+
+def _draw(rng: np.random.Generator, kind: str, params: tuple, n: int, buffer: np.ndarray):
+    done = 0
+    while done < n:
+        m = min(RNG_CHUNK, n - done)
+        if kind == "uniform":
+            rng.random(out=buffer[:m])
+        elif kind == "normal":
+            rng.standard_normal(out=buffer[:m])
+        else:
+            rng.beta(params[0], params[1], size=m)
+        done += m
+
+
+def measure_rng(draws: int, repeats: int, threads: int, betas: list) -> dict:
+    """numpy Generator draw rates on 1 and ``threads`` threads (draws per second).
+
+    Each thread has its own Generator and buffer; numpy releases the GIL while
+    it fills an array, so threads draw in parallel.
+    """
+    kinds = {"uniform": ((), draws), "normal": ((), draws)}
+    kinds |= {beta_kind(a, b): ((a, b), max(1, draws // 5)) for a, b in betas}
+    counts = sorted({1, threads})
+    generators = [np.random.default_rng(s) for s in np.random.SeedSequence(2024).spawn(threads)]
+    buffers = [np.empty(RNG_CHUNK) for _ in range(threads)]
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+
+        def run(kind, params, n, k):
+            per = n // k
+            jobs = [
+                pool.submit(_draw, generators[i], kind, params, per, buffers[i]) for i in range(k)
+            ]
+            for job in jobs:
+                job.result()
+
+        fns = {
+            (kind, k): (lambda kind=kind, p=p, n=n, k=k: run(kind, p, n, k))
+            for kind, (p, n) in kinds.items()
+            for k in counts
+        }
+        seconds, _, _ = interleaved("random numbers", fns, repeats)
+    out = {"draws": {kind: n for kind, (_, n) in kinds.items()}, "threads": threads, "rates": {}}
+    for kind, (_, n) in kinds.items():
+        out["rates"][kind] = {
+            f"threads_{k}": summarize(seconds[(kind, k)], (n // k) * k) for k in counts
+        }
+    return out
+
+
+def rng_rate(rng: dict, kind: str, threads: int) -> float:
+    return rng["rates"][kind][f"threads_{threads}"]["per_s"]
+
+
+def random_numbers_needed(config, ds) -> dict:
+    """Expected numbers of draws the model needs, summed over trials and segments.
+
+    Per customer, with L its months active within the horizon (mean from
+    ``lifetime_months``): churn 1 uniform (+ 1 Beta(alpha, beta) for sBG);
+    starting size 1 normal if arpa_cv > 0; volatility L - 1 normals if
+    annual_volatility > 0; plan changes, p = upsell + downgrade probability
+    > 0: 1 uniform for the first gap + 2 per change (which one, next gap),
+    p (L - 1) changes expected.
+    """
+    n = config.customers
+    normals = uniforms = 0.0
+    betas: dict[str, float] = {}
+    for segment in config.segments:
+        inputs = draw_inputs(config, segment, 0, config.trials)
+        months = ds.lifetime_months.sel(segment=segment.name).values  # L per trial
+        trials = len(months)
+        uniforms += n * trials
+        if segment["churn.model"] == "sbg":
+            pair = tuple(
+                float(f"{value_mean(segment[p]):.4g}") for p in ("churn.alpha", "churn.beta")
+            )
+            betas[beta_kind(*pair)] = betas.get(beta_kind(*pair), 0.0) + n * trials
+        normals += n * np.count_nonzero(inputs["revenue.arpa_cv"] > 0)
+        volatile = inputs["expansion.annual_volatility"] > 0
+        normals += n * float(((months - 1) * volatile).sum())
+        p = (
+            inputs["expansion.upsell_monthly_probability"]
+            + inputs["expansion.downgrade_monthly_probability"]
+        )
+        uniforms += n * float(((p > 0) * (1 + 2 * p * (months - 1))).sum())
+    return {"normal": float(normals), "uniform": float(uniforms), "beta": betas}
+
+
+def random_number_limit(needed: dict, work: float, rng: dict, threads: int) -> dict:
+    """Customer-months per second if drawing the model's numbers were all there is to do."""
+    seconds = needed["normal"] / rng_rate(rng, "normal", threads)
+    seconds += needed["uniform"] / rng_rate(rng, "uniform", threads)
+    seconds += sum(count / rng_rate(rng, kind, threads) for kind, count in needed["beta"].items())
+    total = needed["normal"] + needed["uniform"] + sum(needed["beta"].values())
+    return {
+        "threads": threads,
+        "draws": needed,
+        "draws_per_customer_month": total / work,
+        "normals_per_customer_month": needed["normal"] / work,
+        "uniforms_per_customer_month": needed["uniform"] / work,
+        "betas_per_customer_month": sum(needed["beta"].values()) / work,
+        "per_s": work / seconds,
+    }
+
+
+# --- Sections ----------------------------------------------------------------
 
 
 def measure_startup(env: dict, cached_repeats: int) -> dict:
@@ -164,6 +473,7 @@ def measure_startup(env: dict, cached_repeats: int) -> dict:
         "cold": cold,
         "cached": cached,
         "cached_total_median_s": statistics.median(c["total_s"] for c in cached),
+        "cached_process_wall_median_s": statistics.median(c["process_wall_s"] for c in cached),
         "cached_import_median_s": statistics.median(c["import_s"] for c in cached),
         "cached_first_call_median_s": cached_first,
         "compile_s": cold["first_call_s"] - cached_first,
@@ -171,113 +481,137 @@ def measure_startup(env: dict, cached_repeats: int) -> dict:
     }
 
 
-def measure_rng(draws: int, repeats: int) -> dict:
-    """Single-threaded numpy Generator rates, draws per second."""
-    rng = np.random.default_rng()
-    methods = {"random": rng.random, "standard_normal": rng.standard_normal}
-    seconds = {name: [] for name in methods}
-    for fn in methods.values():
-        fn(draws)  # warm-up: first allocation of an output this size
-    for _ in range(repeats):
-        for name, fn in methods.items():
-            seconds[name].append(timed(lambda fn=fn: fn(draws))[0])
-    return {"draws": draws} | {name: summarize(s, draws) for name, s in seconds.items()}
-
-
-def alive_customer_months(ds, customers: int) -> float:
-    """Survival summed over trial and period, times customers, over the real segments."""
-    names = [s for s in ds.segment.values.tolist() if s != "all"] or ["all"]
-    return float(ds.survival.sel(segment=names).sum()) * customers
-
-
 def measure_model(model: Model, divisor: int, repeats: int, rng: dict) -> dict:
-    """simulate() and the numpy reference on one model, interleaved repeat by repeat."""
+    """simulate(), the numpy twin and the plain-Python twin on one model, interleaved."""
     import numba
 
     import ltvsim
-    from ltvsim.reference import reference_simulate
+    from ltvsim.reference import python_reference_runs, reference_simulate
 
-    config = ltvsim.load_config(ROOT / model.config)
-    if model.overrides:
-        config = config.with_overrides(model.overrides)
+    config = model.build()
     customers = config.customers
     trials = max(1, model.trials // divisor)
     ref_trials = max(1, model.reference_trials // divisor)
-
-    def kernel():
-        return ltvsim.simulate(config, trials=trials, customers=customers)
-
-    def reference():
-        return reference_simulate(config, trials=ref_trials, customers=customers)
-
-    log(f"{model.name}: warm-up ...")
-    kernel_warmup, ds = timed(kernel)
-    reference_warmup, ref_ds = timed(reference)
-    kernel_work = alive_customer_months(ds, customers)
-    reference_work = alive_customer_months(ref_ds, customers)
-    kernel_s, reference_s = [], []
-    for i in range(repeats):
-        log(f"{model.name}: repeat {i + 1}/{repeats} ...")
-        kernel_s.append(timed(kernel)[0])
-        reference_s.append(timed(reference)[0])
+    python_config = config.with_overrides(
+        {"simulation.trials": model.python_trials, "simulation.customers": model.python_customers}
+    )
+    fns = {
+        "kernel": lambda: ltvsim.simulate(config, trials=trials, customers=customers),
+        "numpy": lambda: reference_simulate(config, trials=ref_trials, customers=customers),
+        # a tiny call (~30 ms): repeat it so one timing is long enough to be stable
+        "python": lambda: [python_reference_runs(python_config) for _ in range(PYTHON_CALLS)],
+    }
+    seconds, out, warm = interleaved(model.name, fns, repeats)
+    segments = len(config.segments)
+    work = {
+        "kernel": alive_customer_months(out["kernel"], customers),
+        "numpy": alive_customer_months(out["numpy"], customers),
+        "python": float(sum(run.alive.sum() for runs in out["python"] for run in runs)),
+    }
+    sizes = {  # trials, customers, calls per timing
+        "kernel": (trials, customers, 1),
+        "numpy": (ref_trials, customers, 1),
+        "python": (model.python_trials, model.python_customers, PYTHON_CALLS),
+    }
+    timings = {}
+    for key in fns:
+        t, n, calls = sizes[key]
+        timings[key] = {
+            "trials": t,
+            "customers": n,
+            "calls_per_timing": calls,
+            "alive_customer_months": work[key],
+            "lifetime_months_mean": work[key] / (calls * t * n * segments),
+            "warmup_s": warm[key],
+            **summarize(seconds[key], work[key]),
+        }
     threads = numba.get_num_threads()
-    k = summarize(kernel_s, kernel_work)
-    r = summarize(reference_s, reference_work)
-    per_thread = k["per_s"] / threads
+    kernel_config = config.with_overrides({"simulation.trials": trials})
+    needed = random_numbers_needed(kernel_config, out["kernel"])
+    limit = random_number_limit(needed, work["kernel"], rng, threads)
+    k = timings["kernel"]["per_s"]
     return {
+        "key": model.key,
         "name": model.name,
-        "config": model.config,
-        "overrides": model.overrides,
+        "built_from": model.built_from,
+        "config": config.to_json(),
         "customers": customers,
         "threads": threads,
-        "kernel": {
-            "trials": trials,
-            "alive_customer_months": kernel_work,
-            "lifetime_months_mean": kernel_work / (trials * customers * len(config.segments)),
-            "warmup_s": kernel_warmup,
-            **k,
-        },
-        "reference": {
-            "trials": ref_trials,
-            "alive_customer_months": reference_work,
-            "lifetime_months_mean": reference_work
-            / (ref_trials * customers * len(config.segments)),
-            "warmup_s": reference_warmup,
-            **r,
-        },
-        "kernel_over_reference": k["per_s"] / r["per_s"],
-        "kernel_per_thread_per_s": per_thread,
-        "per_thread_over_random": per_thread / rng["random"]["per_s"],
-        "per_thread_over_standard_normal": per_thread / rng["standard_normal"]["per_s"],
+        **timings,
+        "kernel_over_numpy": k / timings["numpy"]["per_s"],
+        "kernel_over_python": k / timings["python"]["per_s"],
+        "random_number_limit": limit,
+        "kernel_over_random_number_limit": k / limit["per_s"],
     }
 
 
-def measure_threads(divisor: int, repeats: int, rng: dict) -> dict:
-    """saas with 1 and 2 Numba threads, interleaved; efficiency = t1 / (2 t2)."""
+def measure_scaling(divisor: int, repeats: int) -> dict:
+    """simulate() on the sBG model as trials, customers and horizon grow."""
+    import ltvsim
+
+    config = sbg_config()
+
+    def sweep(label, points):
+        fns = {
+            key: (
+                lambda kw=kw: ltvsim.simulate(
+                    config.with_overrides({f"simulation.{k}": v for k, v in kw.items()})
+                )
+            )
+            for key, kw in points.items()
+        }
+        seconds, out, _ = interleaved(f"scaling {label}", fns, repeats, warmup=False)
+        rows = []
+        for key, kw in points.items():
+            work = alive_customer_months(out[key], kw["customers"])
+            rows.append(
+                {
+                    **kw,
+                    "alive_customer_months": work,
+                    "lifetime_months_mean": work / (kw["trials"] * kw["customers"]),
+                    **summarize(seconds[key], work),
+                }
+            )
+        return rows
+
+    trials = {t: {"trials": max(1, t // divisor), "customers": 1000} for t in SCALE_TRIALS}
+    total = SCALE_CUSTOMER_WORK // divisor
+    customers = {
+        c: {"trials": max(2, total // c), "customers": c} for c in SCALE_CUSTOMERS if c <= total
+    }
+    horizon_trials = max(1, HORIZON_TRIALS // divisor)
+    horizons = {
+        h: {"trials": horizon_trials, "customers": 1000, "horizon_months": h}
+        for h in SCALE_HORIZONS
+    }
+    return {
+        "model": SCALING_MODEL,
+        "trials": sweep("trials", trials),
+        "customers": sweep("customers", customers),
+        "horizon": sweep("horizon", horizons),
+    }
+
+
+def measure_threads(divisor: int, repeats: int) -> dict:
+    """sBG model with 1 and 2 Numba threads, interleaved; efficiency = t1 / (2 t2)."""
     import numba
 
     import ltvsim
 
     if numba.config.NUMBA_NUM_THREADS < 2:
         return {"skipped": f"NUMBA_NUM_THREADS = {numba.config.NUMBA_NUM_THREADS}"}
-    config = ltvsim.load_config(SAAS)
+    config = sbg_config()
     trials = max(1, THREAD_TRIALS // divisor)
     customers = config.customers
-
-    def run(threads):
-        return ltvsim.simulate(config, trials=trials, customers=customers, threads=threads)
-
-    log("threads: warm-up ...")
-    work = alive_customer_months(run(1), customers)
-    run(2)
-    seconds = {1: [], 2: []}
-    for i in range(repeats):
-        log(f"threads: repeat {i + 1}/{repeats} ...")
-        for threads in (1, 2):
-            seconds[threads].append(timed(lambda threads=threads: run(threads))[0])
+    fns = {
+        n: (lambda n=n: ltvsim.simulate(config, trials=trials, customers=customers, threads=n))
+        for n in (1, 2)
+    }
+    seconds, out, _ = interleaved("threads", fns, repeats)
+    work = alive_customer_months(out[1], customers)
     one, two = summarize(seconds[1], work), summarize(seconds[2], work)
     return {
-        "config": "configs/saas.toml",
+        "model": SCALING_MODEL,
         "trials": trials,
         "customers": customers,
         "alive_customer_months": work,
@@ -285,8 +619,44 @@ def measure_threads(divisor: int, repeats: int, rng: dict) -> dict:
         "threads_2": two,
         "speedup": one["median_s"] / two["median_s"],
         "efficiency": one["median_s"] / (2 * two["median_s"]),
-        "single_thread_over_random": one["per_s"] / rng["random"]["per_s"],
-        "single_thread_over_standard_normal": one["per_s"] / rng["standard_normal"]["per_s"],
+    }
+
+
+def measure_memory(env: dict, quick: bool) -> dict:
+    """Peak memory of simulate() as customers per trial grow, one fresh process per size."""
+    config = sbg_config()
+
+    def probe(customers):
+        command = [sys.executable, "-c", MEMORY_PROBE, config.to_json()]
+        _, stdout = run_checked([*command, str(MEMORY_TRIALS), str(customers)], env)
+        return json.loads(stdout.strip().splitlines()[-1])
+
+    # A process that compiles the kernel peaks far higher than one that loads
+    # it: make sure the cache is filled first, and say if a probe compiled.
+    log("memory: priming the Numba cache ...")
+    probe(MEMORY_CUSTOMERS[0])
+    rows = []
+    for customers in MEMORY_CUSTOMERS:
+        log(f"memory: {MEMORY_TRIALS} trials x {customers:,} customers ...")
+        rows.append({"trials": MEMORY_TRIALS, "customers": customers, **probe(customers)})
+    # Peak resident memory during the call: VmHWM after resetting it (Linux);
+    # else ru_maxrss, which also counts the import and, after fork + exec,
+    # can hold the parent's peak (the benchmark process's, hundreds of MB).
+    measure = "peak_rss_bytes" if all(r["peak_rss_bytes"] for r in rows) else "ru_maxrss_bytes"
+    rss = [r[measure] for r in rows]
+    traced = [r["tracemalloc_peak_bytes"] for r in rows]
+    compiled = [r["customers"] for r in rows if r["kernel_cache_misses"]]
+    warning = None
+    if compiled:
+        warning = f"the memory probes at {compiled} customers compiled the kernel"
+        log(f"warning: {warning}")
+    return {
+        "model": SCALING_MODEL,
+        "rows": rows,
+        "measure": measure,
+        "peak_ratio": max(rss) / min(rss),
+        "tracemalloc_ratio": max(traced) / min(traced),
+        "warning": warning,
     }
 
 
@@ -302,10 +672,77 @@ def measure_cli(env: dict, workdir: Path, quick: bool) -> dict:
         log(f"cli: run {i + 1}/{CLI_REPEATS} ...")
         seconds.append(run_checked(command, env)[0])
     shown = ["ltvsim", *command[1:4], "<tmp>.nc", *command[5:]]
-    return {"command": " ".join(shown), **summarize(seconds)}
+    return {"command": " ".join(shown), "full_size": not quick, **summarize(seconds)}
 
 
-# --- Facts, output ---------------------------------------------------------
+def measure_precision(repeats: int) -> dict:
+    """Seconds until the relative MC standard error of mean discounted LTV is below target."""
+    import ltvsim
+
+    adaptive = "target_rel_error" in inspect.signature(ltvsim.simulate).parameters
+    models = {"constant churn, no volatility": constant_config(), "saas": load(SAAS)}
+    out_models = []
+    for name, config in models.items():
+        steps, trials = [], PRECISION_START
+        while True:
+            log(f"precision {name}: {trials:,} trials ...")
+            seconds, ds = timed(lambda c=config, n=trials: ltvsim.simulate(c, trials=n))
+            values = ds.ltv_discounted.sel(segment="all").values
+            step = {
+                "trials": trials,
+                "seconds": seconds,
+                "rel_se": relative_se(values),
+                # trials a run would need at this per-trial coefficient of variation
+                "trials_needed": math.ceil((relative_se(values) / PRECISION_TARGET) ** 2 * trials),
+            }
+            if "expected_ltv_discounted" in ds:  # the conditional expectation, same trials
+                expected = ds.expected_ltv_discounted.sel(segment="all").values
+                step["rel_se_expected"] = relative_se(expected)
+            steps.append(step)
+            if step["rel_se"] < PRECISION_TARGET or trials * 2 > PRECISION_MAX:
+                break
+            trials *= 2
+        reached = steps[-1]["rel_se"] < PRECISION_TARGET
+        # Time the run that reached the target again, interleaved with the
+        # adaptive run so that a burst of load hits both.
+        fns = {"plain": lambda c=config, n=trials: ltvsim.simulate(c, trials=n)}
+        if adaptive:
+            fns["adaptive"] = lambda c=config: ltvsim.simulate(c, target_rel_error=PRECISION_TARGET)
+        try:
+            seconds, out, _ = interleaved(f"precision {name}", fns, repeats, warmup=False)
+            error = None
+        except Exception as exc:  # the library's adaptive run is in progress: report it
+            error = f"{type(exc).__name__}: {exc}"
+            seconds, out, _ = interleaved(f"precision {name}", {"plain": fns["plain"]}, repeats)
+        row = {
+            "name": name,
+            "customers": config.customers,
+            "steps": steps,
+            "search_s": sum(s["seconds"] for s in steps),
+            "plain": {
+                "reached": reached,
+                "trials": trials,
+                "rel_se": steps[-1]["rel_se"],
+                "trials_needed": steps[-1]["trials_needed"],
+            }
+            | summarize(seconds["plain"]),
+        }
+        if error is not None:
+            row["adaptive"] = {"error": error}
+        elif adaptive:
+            achieved = out["adaptive"].attrs.get("achieved_rel_error")
+            used = out["adaptive"].attrs.get("trials")
+            row["adaptive"] = {
+                "trials": None if used is None else int(used),
+                "achieved_rel_error": None if achieved is None else float(achieved),
+                "reached": achieved is not None and float(achieved) <= PRECISION_TARGET,
+                **summarize(seconds["adaptive"]),
+            }
+        out_models.append(row)
+    return {"target": PRECISION_TARGET, "adaptive_available": adaptive, "models": out_models}
+
+
+# --- Facts -------------------------------------------------------------------
 
 
 def cpu_snapshot() -> dict | None:
@@ -353,6 +790,7 @@ def cpu_model() -> str:
 
 def machine_facts() -> dict:
     import numba
+    import scipy
     import xarray
 
     import ltvsim
@@ -371,9 +809,22 @@ def machine_facts() -> dict:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "numba": numba.__version__,
+        "scipy": scipy.__version__,
         "xarray": xarray.__version__,
         "ltvsim": ltvsim.__version__,
     }
+
+
+MEMORY_MEASURES = {"peak_rss_bytes": "VmHWM", "ru_maxrss_bytes": "ru_maxrss"}
+
+HASHED_FILES = [
+    "ltvsim/_kernels.py",
+    "ltvsim/_rng.py",
+    "ltvsim/simulate.py",
+    "ltvsim/model.py",
+    "ltvsim/dataset.py",
+    "ltvsim/reference.py",
+]
 
 
 def code_facts() -> dict:
@@ -386,20 +837,26 @@ def code_facts() -> dict:
             return None
         return done.stdout.strip() if done.returncode == 0 else None
 
-    files = ["ltvsim/_kernels.py", "ltvsim/_rng.py", "ltvsim/simulate.py", "ltvsim/reference.py"]
     return {
         "git_commit": git("rev-parse", "--short", "HEAD"),
         "git_dirty": bool(git("status", "--porcelain", "--", "ltvsim")),
         "sha256_12": {
             f: hashlib.sha256((ROOT / f).read_bytes()).hexdigest()[:12]
-            for f in files
+            for f in HASHED_FILES
             if (ROOT / f).exists()
         },
     }
 
 
+# --- Output ------------------------------------------------------------------
+
+
 def millions(x: float) -> str:
     return f"{x / 1e6:,.1f}"
+
+
+def mib(x: float) -> str:
+    return f"{x / 2**20:,.1f}"
 
 
 def busy_note(contention: dict | None) -> str:
@@ -411,64 +868,286 @@ def busy_note(contention: dict | None) -> str:
     )
 
 
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("pass" if ok else "**fail**")
+
+
+def target_rows(results: dict) -> list[dict]:
+    """The issue's targets next to the measured values."""
+    rows = []
+    models = {m["key"]: m for m in results.get("models", [])}
+    if SCALING_MODEL in models:
+        m = models[SCALING_MODEL]
+        for key, twin in (("numpy", "vectorized numpy"), ("python", "plain Python")):
+            goal = TARGETS[f"over_{key}"]
+            value = m[f"kernel_over_{key}"]
+            rows.append(
+                {
+                    "target": f"simulate() ÷ {twin} twin, sBG model",
+                    "goal": f"≥ {goal:g}×",
+                    "measured": f"{value:,.0f}×",
+                    "pass": value >= goal,
+                }
+            )
+    for m in results.get("models", []):
+        value = m["kernel_over_random_number_limit"]
+        goal = TARGETS["over_rng_limit"]
+        rows.append(
+            {
+                "target": f"simulate() ÷ random-number limit, {m['name']}",
+                "goal": f"≥ {goal:g}×",
+                "measured": f"{value:.2f}×",
+                "pass": value >= goal,
+            }
+        )
+    t = results.get("threads")
+    if t and "skipped" not in t:
+        goal = TARGETS["parallel_efficiency"]
+        rows.append(
+            {
+                "target": "parallel efficiency 1 → 2 threads, sBG model",
+                "goal": f"≥ {goal:.0%}",
+                "measured": f"{t['efficiency']:.0%}",
+                "pass": t["efficiency"] >= goal,
+            }
+        )
+    mem = results.get("memory")
+    if mem:
+        goal = TARGETS["memory_ratio"]
+        lo, hi = mem["rows"][0]["customers"], mem["rows"][-1]["customers"]
+        rows.append(
+            {
+                "target": f"peak memory ({MEMORY_MEASURES[mem['measure']]}), "
+                f"{lo:,} → {hi:,} customers per trial",
+                "goal": f"≤ {goal:g}×",
+                "measured": f"{mem['peak_ratio']:.2f}×",
+                "pass": mem["peak_ratio"] <= goal,
+            }
+        )
+    c = results.get("cli")
+    if c:
+        goal = TARGETS["cli_s"]
+        rows.append(
+            {
+                "target": "warm `ltvsim run configs/saas.toml`, wall time"
+                + ("" if c["full_size"] else " (--quick: 200 trials)"),
+                "goal": f"< {goal:g} s",
+                "measured": f"{c['median_s']:.2f} s",
+                "pass": c["median_s"] < goal if c["full_size"] else None,
+            }
+        )
+    s = results.get("startup")
+    if s:
+        goal = TARGETS["cached_start_s"]
+        value = s["cached_process_wall_median_s"]
+        rows.append(
+            {
+                "target": "cached start (fresh process: import + first simulate())",
+                "goal": f"< {goal:g} s",
+                "measured": f"{value:.2f} s",
+                "pass": value < goal,
+            }
+        )
+    return rows
+
+
 def markdown(results: dict) -> str:
-    m, s, rng = results["machine"], results["startup"], results["rng"]
+    m = results["machine"]
     lines = [
         f"Run {results['date']} ({results['mode']}, median of {results['repeats']}) on "
         f"{m['cpu_model']}, {m['cpu_count']} cores, {m['numba_threads']} Numba threads "
         f"({m['numba_threading_layer']}); Python {m['python']}, numpy {m['numpy']}, "
-        f"numba {m['numba']}, xarray {m['xarray']}; load average "
+        f"numba {m['numba']}, scipy {m['scipy']}, xarray {m['xarray']}, ltvsim {m['ltvsim']} "
+        f"(git {results['code']['git_commit']}"
+        f"{', uncommitted changes' if results['code']['git_dirty'] else ''}); load average "
         f"{results['load_average_start'][0]:.2f} at start, "
-        f"{results['load_average_end'][0]:.2f} at end{busy_note(results['contention'])}.",
-        "",
-        "Throughput in millions of alive customer-months per second (M/s); "
-        '"per thread" is the simulate() rate divided by its threads.',
-        "",
-        "| model | simulate(): trials × customers | simulate() M/s (spread) | "
-        "reference: trials | reference M/s | kernel ÷ reference | "
-        "per thread ÷ random() | per thread ÷ standard_normal() |",
-        "|---|---|---|---|---|---|---|---|",
+        f"{results['load_average_end'][0]:.2f} at end{busy_note(results['contention'])}; "
+        f"the benchmark took {results['benchmark_wall_s']:.0f} s.",
     ]
-    for r in results["models"]:
-        k, ref = r["kernel"], r["reference"]
+    warnings = [w for w in (results["code"].get("warning"),) if w]
+    for section in ("startup", "memory"):
+        if section in results and results[section]["warning"]:
+            warnings.append(results[section]["warning"])
+    lines += [f"\n**Warning: {w}.**" for w in warnings]
+
+    rows = target_rows(results)
+    if rows:
+        lines += ["", "### Targets (issue 5)", "", "| target | goal | measured | |"]
+        lines.append("|---|---|---|---|")
+        for r in rows:
+            cells = [r["target"], r["goal"], r["measured"], verdict(r["pass"])]
+            lines.append("| " + " | ".join(cells) + " |")
+
+    if "models" in results:
+        lines += [
+            "",
+            "### Models",
+            "",
+            "Throughput in millions of alive customer-months per second (M/s), "
+            "compile excluded; ratios are simulate()'s rate over the other's.",
+            "",
+            "| model | simulate(): trials × customers | mean lifetime | simulate() M/s "
+            "(spread) | numpy twin M/s (trials) | ÷ numpy | plain Python M/s | ÷ Python | "
+            "draws / customer-month (normal + uniform + beta) | random-number limit M/s | "
+            "÷ limit |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in results["models"]:
+            k, npy, py, lim = r["kernel"], r["numpy"], r["python"], r["random_number_limit"]
+            lines.append(
+                f"| {r['name']} | {k['trials']:,} × {r['customers']:,} | "
+                f"{k['lifetime_months_mean']:.1f} mo | {millions(k['per_s'])} "
+                f"(±{50 * k['spread']:.0f}%) | {millions(npy['per_s'])} ({npy['trials']}) | "
+                f"{r['kernel_over_numpy']:.0f}× | {py['per_s'] / 1e6:.2f} | "
+                f"{r['kernel_over_python']:.0f}× | {lim['draws_per_customer_month']:.3f} "
+                f"({lim['normals_per_customer_month']:.3f} + "
+                f"{lim['uniforms_per_customer_month']:.3f} + "
+                f"{lim['betas_per_customer_month']:.3f}) | {millions(lim['per_s'])} | "
+                f"{r['kernel_over_random_number_limit']:.2f}× |"
+            )
+    if "rng" in results:
+        rng = results["rng"]
+        n = rng["threads"]
+        lines += [
+            "",
+            f"numpy random-number rates (M draws/s; {n} threads = one Generator per thread "
+            "in a ThreadPoolExecutor, chunks of 10⁶ into a reused buffer):",
+            "",
+            f"| draw | 1 thread | {n} threads |",
+            "|---|---|---|",
+        ]
+        for kind, rates in rng["rates"].items():
+            lines.append(
+                f"| {kind} | {millions(rates['threads_1']['per_s'])} | "
+                f"{millions(rates[f'threads_{n}']['per_s'])} |"
+            )
+    if "scaling" in results:
+        sc = results["scaling"]
+        lines += ["", "### Scaling (sBG model, default threads)", ""]
+        for label, key in (
+            ("trials × 1,000 customers", "trials"),
+            ("customers per trial (trials = max(2, total / customers))", "customers"),
+            (f"horizon ({sc['horizon'][0]['trials']:,} trials × 1,000 customers)", "horizon"),
+        ):
+            lines += [
+                f"| {label} | trials × customers | mean lifetime | seconds | M/s |",
+                "|---|---|---|---|---|",
+            ]
+            for r in sc[key]:
+                point = {
+                    "trials": f"{r['trials']:,}",
+                    "customers": f"{r['customers']:,}",
+                    "horizon": f"{r.get('horizon_months', '')} months",
+                }[key]
+                lines.append(
+                    f"| {point} | {r['trials']:,} × {r['customers']:,} | "
+                    f"{r['lifetime_months_mean']:.1f} mo | {r['median_s']:.2f} | "
+                    f"{millions(r['per_s'])} |"
+                )
+            lines.append("")
+        lines.pop()
+    t = results.get("threads")
+    if t:
+        lines += ["", "| threads (sBG model) | seconds | M/s | |", "|---|---|---|---|"]
+        if "skipped" in t:
+            lines.append(f"| 1 vs 2 | skipped | | {t['skipped']} |")
+        else:
+            lines += [
+                f"| 1 | {t['threads_1']['median_s']:.2f} | {millions(t['threads_1']['per_s'])} | "
+                f"{t['trials']:,} × {t['customers']:,} |",
+                f"| 2 | {t['threads_2']['median_s']:.2f} | {millions(t['threads_2']['per_s'])} | "
+                f"speedup {t['speedup']:.2f}, efficiency t1 / (2 t2) = {t['efficiency']:.0%} |",
+            ]
+    mem = results.get("memory")
+    if mem:
+        lines += [
+            "",
+            "### Peak memory (sBG model, fresh process per size)",
+            "",
+            "| trials × customers | peak RSS during simulate() MiB | RSS before it MiB | "
+            "growth MiB | ru_maxrss MiB | tracemalloc peak of simulate() MiB | seconds |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in mem["rows"]:
+            peak, before = r["peak_rss_bytes"], r["rss_before_bytes"]
+            cells = [
+                f"{r['trials']} × {r['customers']:,}",
+                "—" if peak is None else mib(peak),
+                "—" if before is None else mib(before),
+                "—" if peak is None or before is None else mib(peak - before),
+                mib(r["ru_maxrss_bytes"]),
+                mib(r["tracemalloc_peak_bytes"]),
+                f"{r['seconds']:.2f}",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        ratio = f"{mem['peak_ratio']:.2f}×"
         lines.append(
-            f"| {r['name']} | {k['trials']:,} × {r['customers']:,} | "
-            f"{millions(k['per_s'])} (±{50 * k['spread']:.0f}%) | {ref['trials']:,} | "
-            f"{millions(ref['per_s'])} | {r['kernel_over_reference']:.1f}× | "
-            f"{r['per_thread_over_random']:.3f} | {r['per_thread_over_standard_normal']:.3f} |"
+            f"| max ÷ min ({MEMORY_MEASURES[mem['measure']]}) | "
+            + (f"{ratio} | | | |" if mem["measure"] == "peak_rss_bytes" else f"| | | {ratio} |")
+            + f" {mem['tracemalloc_ratio']:.1f}× | |"
         )
-    cold, t = s["cold"], results["threads"]
-    lines += [
-        "",
-        "| measurement | median | detail |",
-        "|---|---|---|",
-        f"| cold start, empty Numba cache | {cold['total_s']:.2f} s | "
-        f"import {cold['import_s']:.2f} s + first simulate() {cold['first_call_s']:.2f} s |",
-        f"| cached start | {s['cached_total_median_s']:.2f} s | "
-        f"import {s['cached_import_median_s']:.2f} s + first simulate() "
-        f"{s['cached_first_call_median_s']:.2f} s |",
-        f"| JIT compile (cold − cached first call) | {s['compile_s']:.2f} s | "
-        "excluded from every throughput |",
-        f"| numpy `random()` | {millions(rng['random']['per_s'])} M draws/s | "
-        f"single thread, {rng['draws']:,} per call |",
-        f"| numpy `standard_normal()` | {millions(rng['standard_normal']['per_s'])} M draws/s "
-        f"| single thread, {rng['draws']:,} per call |",
-    ]
-    if "skipped" in t:
-        lines.append(f"| saas threads 1 vs 2 | skipped | {t['skipped']} |")
-    else:
+    if "startup" in results or "cli" in results:
+        lines += ["", "### Start-up", "", "| measurement | median | detail |", "|---|---|---|"]
+    if "startup" in results:
+        s = results["startup"]
+        cold = s["cold"]
+        lines += [
+            f"| cold start, empty Numba cache | {cold['process_wall_s']:.2f} s | "
+            f"import {cold['import_s']:.2f} s + first simulate() {cold['first_call_s']:.2f} s "
+            "(process wall time) |",
+            f"| cached start | {s['cached_process_wall_median_s']:.2f} s | "
+            f"import {s['cached_import_median_s']:.2f} s + first simulate() "
+            f"{s['cached_first_call_median_s']:.2f} s (process wall time) |",
+            f"| JIT compile (cold − cached first call) | {s['compile_s']:.2f} s | "
+            "excluded from every throughput |",
+        ]
+    if "cli" in results:
+        c = results["cli"]
         lines.append(
-            f"| saas threads 1 vs 2: efficiency t1 / (2 t2) | {t['efficiency']:.2f} | "
-            f"t1 {t['threads_1']['median_s']:.2f} s, t2 {t['threads_2']['median_s']:.2f} s "
-            f"({t['trials']:,} × {t['customers']:,}); 1 thread "
-            f"{millions(t['threads_1']['per_s'])} M/s = "
-            f"{t['single_thread_over_standard_normal']:.3f} × standard_normal() |"
+            f"| `{c['command']}` | {c['median_s']:.2f} s | "
+            f"wall time of the process, warm cache, median of {len(c['seconds'])} |"
         )
-    c = results["cli"]
-    lines.append(
-        f"| `{c['command']}` | {c['median_s']:.2f} s | "
-        f"wall time of the process, warm cache, median of {len(c['seconds'])} |"
-    )
+    p = results.get("precision")
+    if p:
+        lines += [
+            "",
+            f"### Time to a relative standard error of {p['target']:.1%} "
+            "(mean discounted LTV, segment all)",
+            "",
+            "| model | plain: trials | plain: seconds | rel. SE | search (doubling) s | "
+            "trials needed (CV² / target²) | "
+            "rel. SE of expected_ltv_discounted at the same trials | "
+            "target_rel_error: trials | seconds | achieved | speed-up |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in p["models"]:
+            plain = r["plain"]
+            expected = r["steps"][-1].get("rel_se_expected")
+            cells = [
+                r["name"],
+                f"{plain['trials']:,}" + ("" if plain["reached"] else " (not reached)"),
+                f"{plain['median_s']:.2f}",
+                f"{plain['rel_se']:.2%}",
+                f"{r['search_s']:.1f}",
+                f"{plain['trials_needed']:,}",
+                "—" if expected is None else f"{expected:.2%}",
+            ]
+            a = r.get("adaptive")
+            if a is None:
+                cells += ["not available", "", "", ""]
+            elif "error" in a:
+                cells += [f"error: {a['error'][:80]}", "", "", ""]
+            else:
+                trials = "?" if a["trials"] is None else f"{a['trials']:,}"
+                achieved = a["achieved_rel_error"]
+                achieved = "?" if achieved is None else f"{achieved:.2%}"
+                cells += [
+                    trials,
+                    f"{a['median_s']:.2f}",
+                    achieved + ("" if a["reached"] else " (not reached)"),
+                    f"{plain['median_s'] / a['median_s']:.1f}×",
+                ]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -484,22 +1163,41 @@ def update_readme(table: str) -> None:
     README.write_text(text)
 
 
+SECTIONS = ["startup", "rng", "models", "scaling", "threads", "memory", "cli", "precision"]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 1/10 of the work")
-    parser.add_argument("--repeats", type=int, default=5, help="timed repeats (default 5)")
+    parser.add_argument("--repeats", type=int, help="timed repeats (default 5; 3 with --quick)")
+    parser.add_argument(
+        "--sections",
+        help=f"comma-separated subset of {','.join(SECTIONS)} (implies --no-write)",
+    )
     parser.add_argument(
         "--no-write", action="store_true", help="print only; leave results.json and README alone"
     )
     args = parser.parse_args(argv)
-    if args.repeats < 1:
+    repeats = args.repeats if args.repeats is not None else (3 if args.quick else 5)
+    if repeats < 1:
         parser.error("--repeats must be >= 1")
+    sections = SECTIONS
+    if args.sections:
+        sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+        unknown = sorted(set(sections) - set(SECTIONS))
+        if unknown:
+            parser.error(f"unknown sections {unknown}; choose from {','.join(SECTIONS)}")
+        if "models" in sections and "rng" not in sections:
+            sections.append("rng")  # the random-number limit needs the rates
+        args.no_write = True
     divisor = QUICK_DIVISOR if args.quick else 1
+    sweep_repeats = min(repeats, 3)
     started = time.perf_counter()
     before = cpu_snapshot()
     results = {
         "mode": "quick" if args.quick else "full",
-        "repeats": args.repeats,
+        "repeats": repeats,
+        "sections": sections,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "load_average_start": os.getloadavg(),
         "code": code_facts(),
@@ -507,16 +1205,29 @@ def main(argv=None) -> int:
     cache_dir = Path(tempfile.mkdtemp(prefix="ltvsim-bench-"))
     try:
         env = os.environ | {"NUMBA_CACHE_DIR": str(cache_dir / "numba")}
-        results["startup"] = measure_startup(env, 1 if args.quick else CACHED_START_REPEATS)
+        if "startup" in sections:
+            results["startup"] = measure_startup(env, 1 if args.quick else CACHED_START_REPEATS)
         # Numba reads NUMBA_CACHE_DIR when imported: this process shares the
-        # cache the probes just filled, so its warm-up loads, not compiles.
+        # cache the probes just filled, so its warm-ups load, not compile.
         os.environ["NUMBA_CACHE_DIR"] = env["NUMBA_CACHE_DIR"]
-        log("numpy random rates ...")
-        rng = measure_rng(RNG_DRAWS // divisor, args.repeats)
-        results["rng"] = rng
-        results["models"] = [measure_model(m, divisor, args.repeats, rng) for m in MODELS]
-        results["threads"] = measure_threads(divisor, args.repeats, rng)
-        results["cli"] = measure_cli(env, cache_dir, args.quick)
+        import numba
+
+        threads = numba.get_num_threads()
+        if "rng" in sections:
+            betas = beta_parameters([m.build() for m in MODELS])
+            results["rng"] = measure_rng(RNG_DRAWS // divisor, repeats, threads, betas)
+        if "models" in sections:
+            results["models"] = [measure_model(m, divisor, repeats, results["rng"]) for m in MODELS]
+        if "scaling" in sections:
+            results["scaling"] = measure_scaling(divisor, sweep_repeats)
+        if "threads" in sections:
+            results["threads"] = measure_threads(divisor, repeats)
+        if "memory" in sections:
+            results["memory"] = measure_memory(env, args.quick)
+        if "cli" in sections:
+            results["cli"] = measure_cli(env, cache_dir, args.quick)
+        if "precision" in sections:
+            results["precision"] = measure_precision(1 if args.quick else sweep_repeats)
         results["machine"] = machine_facts()
         results["load_average_end"] = os.getloadavg()
         results["contention"] = contention(before, cpu_snapshot())
@@ -526,6 +1237,7 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(cache_dir, ignore_errors=True)
     results["benchmark_wall_s"] = time.perf_counter() - started
+    results["targets"] = target_rows(results)
     table = markdown(results)
     print(table)
     if not args.no_write:

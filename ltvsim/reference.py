@@ -7,9 +7,17 @@ customers differently on purpose: churn as a Bernoulli draw at every renewal
 (not a geometric lifetime), its own numpy random generator, and whole
 matrices instead of running sums. Tests compare the two statistically;
 benchmarks time both on the same model.
+
+``python_reference_simulate`` is a third twin in plain Python: loops over
+customers and months with the standard library's ``random`` module, one
+Bernoulli draw per renewal and per month, for small sizes only (tests and the
+plain-Python benchmark ratio).
 """
 
 from __future__ import annotations
+
+import math
+import random
 
 import numpy as np
 
@@ -88,3 +96,104 @@ def simulate_trial(rng: np.random.Generator, config: Config, args: dict, j: int)
     paid_first = reached & (np.cumsum(reached, axis=1) == 1)
     ltv = (gross_profit * args["weights"][j]).sum(axis=1)
     return alive, revenue, paid_first, ltv
+
+
+# --- Plain Python ------------------------------------------------------------
+
+
+def python_reference_simulate(config, *, trials=None, customers=None, seed=None):
+    """The same Dataset as :func:`ltvsim.simulate`, in plain Python loops (small sizes)."""
+    from .dataset import build_dataset
+
+    config = _with_overrides(config, trials=trials, customers=customers, seed=seed)
+    return build_dataset(config, python_reference_runs(config))
+
+
+def python_reference_runs(config: Config) -> list[SegmentRun]:
+    """Per-segment aggregates from :func:`python_simulate_trial`, trial by trial.
+
+    The per-trial inputs are the fast path's (same streams); the customers'
+    random numbers come from a ``random.Random`` seeded from the config's seed
+    and the segment's position, so the result is reproducible.
+    """
+    runs = []
+    for index, segment in enumerate(config.segments):
+        run = _empty_run(config, segment)
+        run.inputs = draw_inputs(config, segment, 0, config.trials)
+        args = kernel_inputs(config, segment, run.inputs)
+        rng = random.Random(f"ltvsim python reference {config.seed} {index}")
+        edges = _kernels.histogram_edges()
+        for trial in range(config.trials):
+            alive, revenue, paid_first, ltv = python_simulate_trial(rng, config, args, trial)
+            run.alive[trial] = alive
+            run.revenue[trial] = revenue
+            run.paid_first[trial] = paid_first
+            run.customer_hist += np.histogram(ltv, edges)[0]
+        run.weights[:] = args["weights"]
+        runs.append(run)
+    return runs
+
+
+def python_simulate_trial(rng: random.Random, config: Config, args: dict, j: int):
+    """One trial, customer by customer and month by month.
+
+    Returns lists over months of customers ``alive``, ``revenue`` and
+    ``paid_first`` (customers whose own cumulative gross profit first reaches
+    CAC in the month), and the list of each customer's discounted
+    gross-profit LTV.
+    """
+    horizon = config.horizon_months
+    every = args["renewal_months"]
+    model = args["model"]
+    survival = [float(s) for s in args["curve_survival"]]  # P(survive n renewals)
+    weights = [float(w) for w in args["weights"][j]]
+    alpha, beta = float(args["alpha"][j]), float(args["beta"][j])
+    arpa, sigma0 = float(args["arpa"][j]), float(args["arpa_sigma"][j])
+    margin, cost, cac = float(args["margin"][j]), float(args["cost"][j]), float(args["cac"][j])
+    mu, vol = float(args["log_drift"][j]), float(args["volatility"][j])
+    up_p, up_x = float(args["upsell_p"][j]), 1.0 + float(args["upsell_size"][j])
+    down_p, down_x = float(args["downgrade_p"][j]), 1.0 - float(args["downgrade_size"][j])
+    price_x, price_every = 1.0 + float(args["price_increase"][j]), args["price_every"]
+
+    alive = [0] * horizon
+    revenue = [0.0] * horizon
+    paid_first = [0] * horizon
+    ltvs = []
+    for _ in range(config.customers):
+        if model == _kernels.SBG:
+            theta = rng.betavariate(alpha, beta)  # this customer's churn per renewal
+        else:
+            theta = float(args["churn_per_renewal"][j])
+        mrr = arpa * math.exp(sigma0 * rng.gauss(0.0, 1.0) - 0.5 * sigma0**2)
+        cumulative, paid, ltv = 0.0, False, 0.0
+        for t in range(horizon):
+            if t > 0:
+                if t % every == 0:  # a renewal: leave with the per-renewal probability
+                    if model == _kernels.CURVE:
+                        n = t // every
+                        before = survival[n - 1]
+                        theta = 1.0 - survival[n] / before if before > 0 else 1.0
+                    if rng.random() < theta:
+                        break
+                if vol > 0.0:
+                    mrr *= math.exp(mu + vol * rng.gauss(0.0, 1.0))
+                else:
+                    mrr *= math.exp(mu)
+                if up_p + down_p > 0.0:  # at most one plan change a month
+                    u = rng.random()
+                    if u < up_p:
+                        mrr *= up_x
+                    elif u < up_p + down_p:
+                        mrr *= down_x
+                if t % price_every == 0:
+                    mrr *= price_x
+            gross_profit = margin * mrr - cost
+            alive[t] += 1
+            revenue[t] += mrr
+            ltv += gross_profit * weights[t]
+            cumulative += gross_profit
+            if not paid and cumulative >= cac:
+                paid = True
+                paid_first[t] += 1
+        ltvs.append(ltv)
+    return alive, revenue, paid_first, ltvs
