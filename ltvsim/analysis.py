@@ -69,7 +69,8 @@ def summarize(
     q = np.asarray(quantiles, dtype=float)
     values = np.stack([_per_trial(ds, name) for name in variables])
     estimators = [_mean_estimator(ds, name) for name in variables]
-    mean, _, se, n = _moments(np.stack([e[1] for e in estimators]))
+    paired = bool(ds.attrs.get("antithetic_inputs", 0))
+    mean, _, se, n = _moments(np.stack([e[1] for e in estimators]), paired)
     _, sd, _, _ = _moments(values)
     at_q = np.stack([band_quantiles(v, q) for v in values])  # measure, quantile, segment
     units = [ds[name].attrs.get("units", "") for name in variables]
@@ -132,15 +133,32 @@ def _mean_estimator(ds: xr.Dataset, name: str) -> tuple[str, np.ndarray]:
     return "sample mean", _per_trial(ds, name)
 
 
-def _moments(values: np.ndarray):
-    """Mean, sd and standard error along axis 1 over the finite values; their count."""
+def _moments(values: np.ndarray, paired: bool = False):
+    """Mean, sd and standard error of the mean along axis 1 over the finite values; count.
+
+    ``paired``: trials (2k, 2k+1) are antithetic pairs, so the standard error
+    comes from the pair means, which are independent (the trials are not).
+    """
     finite = np.isfinite(values)
     n = finite.sum(axis=1)
     filled = np.where(finite, values, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = filled.sum(axis=1) / n
         sd = np.sqrt(((filled - mean[:, None]) ** 2 * finite).sum(axis=1) / (n - 1))
-    return mean, sd, sd / np.sqrt(n), n
+        se = sd / np.sqrt(n)
+        if paired:
+            even = values.shape[1] // 2 * 2
+            pairs = (values[:, 0:even:2] + values[:, 1:even:2]) / 2
+            k = np.isfinite(pairs).sum(axis=1)
+            centred = np.where(np.isfinite(pairs), pairs - np.nanmean(pairs, axis=1)[:, None], 0)
+            se = np.sqrt((centred**2).sum(axis=1) / (k - 1)) / np.sqrt(k)
+    return mean, sd, se, n
+
+
+def mean_standard_error(values, paired: bool = False) -> tuple[float, float]:
+    """Mean of per-trial ``values`` and its MC standard error (see ``_moments``)."""
+    mean, _, se, _ = _moments(np.asarray(values, dtype=float)[None, :, None], paired)
+    return float(mean[0, 0]), float(se[0, 0])
 
 
 def summary_table(ds: xr.Dataset, segment: str = "all") -> list[dict]:

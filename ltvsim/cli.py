@@ -7,8 +7,10 @@ and exit with status 2, never a traceback.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import sys
+import threading
 import time
 import tomllib
 from enum import StrEnum
@@ -88,6 +90,9 @@ def run(
     """
     from .simulate import simulate
 
+    # The netCDF writer takes a quarter of a second to import: do it while the
+    # kernel (which releases the GIL) runs, not after.
+    threading.Thread(target=importlib.import_module, args=("h5netcdf",), daemon=True).start()
     output = output or Path(config.stem + ".nc")
     try:
         started = time.perf_counter()

@@ -34,7 +34,7 @@ class ConfigError(ValueError):
 class Key:
     """One config key: type, default, valid range, unit and meaning."""
 
-    kind: str  # "int" | "float" | "str" | "choice" | "floats"
+    kind: str  # "int" | "float" | "bool" | "str" | "choice" | "floats"
     default: object
     unit: str
     doc: str
@@ -50,6 +50,8 @@ class Key:
             return " / ".join(f'"{c}"' for c in self.choices)
         if self.kind == "str":
             return "text"
+        if self.kind == "bool":
+            return "true / false"
         lo = "(" if self.low_open or self.low == -INF else "["
         hi = ")" if self.high_open or self.high == INF else "]"
         return f"{lo}{_bound(self.low)}, {_bound(self.high)}{hi}"
@@ -81,6 +83,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "horizon_months": Key("int", 120, "months", "months simulated after acquisition", 1, 1200),
         "seed": Key("int", 0, "", "seed of every random stream", 0, 2**63 - 1),
         "currency": Key("str", "USD", "", "currency label of all money"),
+        "antithetic_inputs": Key(
+            "bool",
+            False,
+            "",
+            "draw uncertain inputs in antithetic pairs (trial 2k+1 uses 1-u of trial 2k): "
+            "less MC error in mean LTV per trial",
+        ),
         "quantiles": Key(
             "floats",
             [0.05, 0.25, 0.5, 0.75, 0.95],
@@ -293,6 +302,10 @@ class Config:
         return self.simulation["seed"]
 
     @property
+    def antithetic_inputs(self) -> bool:
+        return self.simulation["antithetic_inputs"]
+
+    @property
     def currency(self) -> str:
         return self.simulation["currency"]
 
@@ -383,6 +396,10 @@ def _check_value(path: str, spec: Key, value):
     if spec.kind == "choice":
         if value not in spec.choices:
             raise ConfigError(f"got {value!r}; choose one of {spec.range_text()}", path)
+        return value
+    if spec.kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"must be true or false, got {value!r}", path)
         return value
     if spec.kind == "str":
         if not isinstance(value, str) or not value:

@@ -135,6 +135,7 @@ def build_dataset(config: Config, runs) -> xr.Dataset:
         "horizon_months": config.horizon_months,
         "currency": config.currency,
         "discount_timing": config.segments[0]["discount.timing"],
+        "antithetic_inputs": int(config.antithetic_inputs),
         "payments": "in advance: a customer pays in month 0 and every month it is active",
         "config": config.to_json(),
     }

@@ -29,10 +29,25 @@ def draw_inputs(config: Config, segment: Segment, first: int, count: int) -> dic
     for path, value in segment.values.items():
         if segment.is_uncertain(path):
             key = stream_key(config.seed, "input", segment.streams[path])
-            values[path] = value.ppf(stream_uniforms(key, first, count))
+            values[path] = value.ppf(trial_uniforms(key, first, count, config.antithetic_inputs))
         elif isinstance(value, int | float) and not isinstance(value, bool):
             values[path] = np.full(count, float(value))
     return values
+
+
+def trial_uniforms(key, first: int, count: int, antithetic: bool) -> np.ndarray:
+    """The uniform behind an input's draw in trials ``first … first+count-1``.
+
+    Antithetic pairs: trial 2k+1 takes ``1 - u`` of trial 2k, so a monotone
+    response moves the opposite way in the two and their average varies less;
+    every trial's input still has exactly its distribution.
+    """
+    if not antithetic:
+        return stream_uniforms(key, first, count)
+    trial = np.arange(first, first + count)
+    start = first - first % 2
+    u = stream_uniforms(key, start, first + count - start)[trial - trial % 2 - start]
+    return np.where(trial % 2 == 1, 1.0 - u, u)
 
 
 def kernel_inputs(config: Config, segment: Segment, inputs: dict) -> dict:

@@ -18,6 +18,7 @@ import numpy as np
 
 from . import _kernels
 from ._rng import derive, stream_key
+from .analysis import mean_standard_error
 from .config import Config, ConfigError, Segment, load_config
 from .model import draw_inputs, expected_ltv, kernel_inputs
 
@@ -127,17 +128,16 @@ def relative_error(config: Config, runs: list[SegmentRun]) -> float:
 
     Uses the exact conditional expectation of each trial's discounted LTV,
     so only the inputs' draws contribute error; 0 when nothing is uncertain.
+    With antithetic inputs the error comes from the pairs' means.
     """
     blend = 0.0
     for run in runs:
         args = kernel_inputs(config, run.segment, run.inputs)
         blend = blend + run.segment.share * expected_ltv(args, config.horizon_months)["discounted"]
-    blend = np.asarray(blend)
-    if blend.size < 2:
+    mean, se = mean_standard_error(blend, paired=config.antithetic_inputs)
+    if np.asarray(blend).size < 2:
         return math.inf
-    mean = abs(float(blend.mean()))
-    se = float(blend.std(ddof=1)) / math.sqrt(blend.size)
-    return se / mean if mean > 0 else math.inf
+    return se / abs(mean) if mean != 0 else math.inf
 
 
 def _concatenate(parts: list[list[SegmentRun]]) -> list[SegmentRun]:
