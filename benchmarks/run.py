@@ -708,6 +708,10 @@ def measure_precision(repeats: int) -> dict:
         fns = {"plain": lambda c=config, n=trials: ltvsim.simulate(c, trials=n)}
         if adaptive:
             fns["adaptive"] = lambda c=config: ltvsim.simulate(c, target_rel_error=PRECISION_TARGET)
+            paired = config.with_overrides({"simulation.antithetic_inputs": True})
+            fns["antithetic"] = lambda c=paired: ltvsim.simulate(
+                c, target_rel_error=PRECISION_TARGET
+            )
         try:
             seconds, out, _ = interleaved(f"precision {name}", fns, repeats, warmup=False)
             error = None
@@ -730,14 +734,15 @@ def measure_precision(repeats: int) -> dict:
         if error is not None:
             row["adaptive"] = {"error": error}
         elif adaptive:
-            achieved = out["adaptive"].attrs.get("achieved_rel_error")
-            used = out["adaptive"].attrs.get("trials")
-            row["adaptive"] = {
-                "trials": None if used is None else int(used),
-                "achieved_rel_error": None if achieved is None else float(achieved),
-                "reached": achieved is not None and float(achieved) <= PRECISION_TARGET,
-                **summarize(seconds["adaptive"]),
-            }
+            for variant in ("adaptive", "antithetic"):
+                achieved = out[variant].attrs.get("achieved_rel_error")
+                used = out[variant].attrs.get("trials")
+                row[variant] = {
+                    "trials": None if used is None else int(used),
+                    "achieved_rel_error": None if achieved is None else float(achieved),
+                    "reached": achieved is not None and float(achieved) <= PRECISION_TARGET,
+                    **summarize(seconds[variant]),
+                }
         out_models.append(row)
     return {"target": PRECISION_TARGET, "adaptive_available": adaptive, "models": out_models}
 
@@ -1117,8 +1122,9 @@ def markdown(results: dict) -> str:
             "| model | plain: trials | plain: seconds | rel. SE | search (doubling) s | "
             "trials needed (CV² / target²) | "
             "rel. SE of expected_ltv_discounted at the same trials | "
-            "target_rel_error: trials | seconds | achieved | speed-up |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "target_rel_error: trials | seconds | achieved | speed-up | "
+            "+ antithetic inputs: trials | seconds | achieved | speed-up |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in p["models"]:
             plain = r["plain"]
@@ -1132,21 +1138,22 @@ def markdown(results: dict) -> str:
                 f"{plain['trials_needed']:,}",
                 "—" if expected is None else f"{expected:.2%}",
             ]
-            a = r.get("adaptive")
-            if a is None:
-                cells += ["not available", "", "", ""]
-            elif "error" in a:
-                cells += [f"error: {a['error'][:80]}", "", "", ""]
-            else:
-                trials = "?" if a["trials"] is None else f"{a['trials']:,}"
-                achieved = a["achieved_rel_error"]
-                achieved = "?" if achieved is None else f"{achieved:.2%}"
-                cells += [
-                    trials,
-                    f"{a['median_s']:.2f}",
-                    achieved + ("" if a["reached"] else " (not reached)"),
-                    f"{plain['median_s'] / a['median_s']:.1f}×",
-                ]
+            for variant in ("adaptive", "antithetic"):
+                a = r.get(variant)
+                if a is None:
+                    cells += ["not available", "", "", ""]
+                elif "error" in a:
+                    cells += [f"error: {a['error'][:80]}", "", "", ""]
+                else:
+                    trials = "?" if a["trials"] is None else f"{a['trials']:,}"
+                    achieved = a["achieved_rel_error"]
+                    achieved = "?" if achieved is None else f"{achieved:.2%}"
+                    cells += [
+                        trials,
+                        f"{a['median_s']:.2f}",
+                        achieved + ("" if a["reached"] else " (not reached)"),
+                        f"{plain['median_s'] / a['median_s']:.1f}×",
+                    ]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
