@@ -30,6 +30,35 @@ def merge(base: dict, **sections) -> dict:
     return out
 
 
+# Every feature of the model at once: sBG churn at quarterly renewals with an
+# uncertain alpha, size spread, cost to serve, expansion with volatility, plan
+# changes, price increases, an uncertain CAC, mid-month discounting.
+RICH = merge(
+    BASE,
+    simulation={"trials": 30, "customers": 1500, "horizon_months": 72, "seed": 5},
+    acquisition={"cac": {"dist": "lognormal", "mean": 9000, "sd": 2000}},
+    revenue={"arpa_cv": 0.6, "cost_to_serve_monthly": 60.0},
+    churn={
+        "model": "sbg",
+        "alpha": {"dist": "gamma", "mean": 0.9, "sd": 0.2},
+        "beta": 2.5,
+        "renewal_months": 3,
+    },
+    expansion={
+        "annual_growth": 0.1,
+        "annual_volatility": 0.3,
+        "upsell_monthly_probability": 0.03,
+        "upsell_size": 0.25,
+        "downgrade_monthly_probability": 0.02,
+        "downgrade_size": 0.2,
+        "price_increase": 0.05,
+        "price_increase_every_months": 12,
+    },
+    discount={"annual_rate": 0.12, "timing": "middle"},
+)
+del RICH["churn"]["monthly_rate"]
+
+
 def standard_error(values) -> float:
     """MC standard error of the mean of independent per-trial values."""
     values = np.asarray(values, dtype=float).ravel()

@@ -17,32 +17,7 @@ from ltvsim.dataset import build_dataset, histogram_quantiles
 from ltvsim.reference import reference_runs, simulate_trial
 from ltvsim.simulate import draw_inputs, kernel_inputs, run_segments
 
-from .conftest import BASE, assert_mc_close, merge
-
-RICH = merge(
-    BASE,
-    simulation={"trials": 30, "customers": 1500, "horizon_months": 72, "seed": 5},
-    acquisition={"cac": {"dist": "lognormal", "mean": 9000, "sd": 2000}},
-    revenue={"arpa_cv": 0.6, "cost_to_serve_monthly": 60.0},
-    churn={
-        "model": "sbg",
-        "alpha": {"dist": "gamma", "mean": 0.9, "sd": 0.2},
-        "beta": 2.5,
-        "renewal_months": 3,
-    },
-    expansion={
-        "annual_growth": 0.1,
-        "annual_volatility": 0.3,
-        "upsell_monthly_probability": 0.03,
-        "upsell_size": 0.25,
-        "downgrade_monthly_probability": 0.02,
-        "downgrade_size": 0.2,
-        "price_increase": 0.05,
-        "price_increase_every_months": 12,
-    },
-    discount={"annual_rate": 0.12, "timing": "middle"},
-)
-del RICH["churn"]["monthly_rate"]
+from .conftest import BASE, RICH, assert_mc_close, merge
 
 CURVE = merge(
     BASE,

@@ -14,32 +14,11 @@ import pytest
 import ltvsim
 from ltvsim.reference import python_reference_simulate
 
-from .conftest import BASE, assert_mc_close, merge, standard_error
+from .conftest import BASE, RICH, assert_mc_close, merge, standard_error
 
 SBG_EVENTS = merge(
-    BASE,
-    simulation={"trials": 40, "customers": 800, "horizon_months": 60, "seed": 21},
-    acquisition={"cac": {"dist": "lognormal", "mean": 9000, "sd": 2000}},
-    revenue={"arpa_cv": 0.5, "cost_to_serve_monthly": 40.0},
-    churn={
-        "model": "sbg",
-        "alpha": {"dist": "gamma", "mean": 1.0, "sd": 0.2},
-        "beta": 12.0,
-        "renewal_months": 3,
-    },
-    expansion={
-        "annual_growth": 0.08,
-        "annual_volatility": 0.25,
-        "upsell_monthly_probability": 0.03,
-        "upsell_size": 0.25,
-        "downgrade_monthly_probability": 0.02,
-        "downgrade_size": 0.2,
-        "price_increase": 0.05,
-        "price_increase_every_months": 12,
-    },
-    discount={"annual_rate": 0.12, "timing": "middle"},
+    RICH, simulation={"trials": 40, "customers": 800, "horizon_months": 60, "seed": 21}
 )
-del SBG_EVENTS["churn"]["monthly_rate"]
 
 CONSTANT_ANNUAL = merge(
     BASE,
