@@ -1,7 +1,8 @@
 """Questions a result answers: summaries and band probabilities across trials.
 
 Every probability is the share of trials in which the event happens, with its
-Monte Carlo standard error ``sqrt(p (1 - p) / trials)``.
+Monte Carlo standard error ``sqrt(p (1 - p) / trials)`` — or, when trials
+come in antithetic pairs, the standard error of the pairs' mean.
 """
 
 from __future__ import annotations
@@ -268,21 +269,22 @@ def probability(ds: xr.Dataset, expression: str, segment: str = "all") -> tuple[
         raise ValueError(f"unknown per-trial variable {name!r}; choose one of {choices}")
     values = ds[name].sel(segment=segment).values
     values = np.where(np.isnan(values), np.inf, values)
-    return _share(_OPS[op](values, float(number)))
+    return _share(_OPS[op](values, float(number)), _paired(ds))
 
 
 def band_probabilities(ds: xr.Dataset, segment: str = "all") -> dict[str, list[dict]]:
     """Probability (and MC standard error) of each LTV:CAC and payback band; each set sums to 1."""
     ratio = ds["ltv_cac"].sel(segment=segment).values
     payback = ds["payback_months"].sel(segment=segment).values
+    paired = _paired(ds)
     out = {"ltv_cac": [], "payback_months": []}
     for label, low, high in LTV_CAC_BANDS:
-        p, se = _share((ratio >= low) & (ratio < high))
+        p, se = _share((ratio >= low) & (ratio < high), paired)
         out["ltv_cac"].append({"band": label, "probability": p, "std_error": se})
     for label, low, high in PAYBACK_BANDS:
-        p, se = _share((payback > low) & (payback <= high))
+        p, se = _share((payback > low) & (payback <= high), paired)
         out["payback_months"].append({"band": label, "probability": p, "std_error": se})
-    p, se = _share(np.isnan(payback))
+    p, se = _share(np.isnan(payback), paired)
     out["payback_months"].append({"band": NEVER, "probability": p, "std_error": se})
     return out
 
@@ -323,6 +325,14 @@ def probability_text(p: float, se: float, trials: int) -> str:
     return f"{p:.1%} ± {se:.1%}"
 
 
-def _share(event: np.ndarray) -> tuple[float, float]:
+def _paired(ds: xr.Dataset) -> bool:
+    """Whether trials come in antithetic pairs (then errors come from pair means)."""
+    return bool(ds.attrs.get("antithetic_inputs", 0))
+
+
+def _share(event: np.ndarray, paired: bool = False) -> tuple[float, float]:
+    """Share of trials with the event, and its MC standard error."""
+    if paired and event.size >= 4:
+        return mean_standard_error(event.astype(float), paired=True)
     p = float(np.mean(event))
     return p, math.sqrt(p * (1.0 - p) / event.size)

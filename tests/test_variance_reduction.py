@@ -92,3 +92,17 @@ def test_running_to_a_target_with_pairs():
     plain = ltvsim.simulate(config(False), target_rel_error=0.005)
     assert plain.attrs["trials"] >= 3 * ds.attrs["trials"]
     assert math.isfinite(ds.attrs["achieved_rel_error"])
+
+
+def test_band_probability_errors_come_from_pairs(runs):
+    ds = runs[True]
+    ratio = ds.ltv_cac.sel(segment="all").values
+    p, se = ltvsim.probability(ds, "ltv_cac < 3")
+    expected = mean_standard_error((ratio < 3).astype(float), paired=True)
+    assert (p, se) == pytest.approx(expected)
+    bands = ltvsim.band_probabilities(ds)["ltv_cac"]
+    assert sum(b["probability"] for b in bands) == pytest.approx(1.0)
+    # independent trials keep the binomial error
+    plain = runs[False]
+    p, se = ltvsim.probability(plain, "ltv_cac < 3")
+    assert se == pytest.approx(math.sqrt(p * (1 - p) / plain.sizes["trial"]))
