@@ -177,9 +177,9 @@ def run_segments(config: Config, *, threads=None, progress=False, block_trials=N
         block_trials = max(1, UNITS_PER_CALL // chunks_per_trial)
     elif isinstance(block_trials, bool) or not isinstance(block_trials, int) or block_trials < 1:
         raise ConfigError(f"must be a whole number >= 1, got {block_trials!r}", "block_trials")
-    callback = _progress_callback(progress)
     runs = [_empty_run(config, s) for s in config.segments]
     total = n_trials * len(runs)
+    callback = _progress_callback(progress, total)
     done = 0
     with _threads(threads), callback as report:
         for first in range(0, n_trials, block_trials):
@@ -285,25 +285,31 @@ def _threads(threads):
 
 
 @contextlib.contextmanager
-def _progress_callback(progress):
+def _progress_callback(progress, total: int):
     if callable(progress):
         yield progress
         return
     if not progress:
         yield lambda done, total: None
         return
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (
-        TextColumn("simulating"),
+        TextColumn("{task.description}"),
         BarColumn(),
         TextColumn("{task.completed:,}/{task.total:,} trial-segments"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, transient=True) as bar:
-        task = bar.add_task("simulate", total=None)
+    # Before its first call in a process the kernel is loaded from numba's cache
+    # or, the very first time, compiled (several seconds): say so.
+    first = "simulating"
+    if not _kernels.simulate_units.signatures:
+        first = "loading the kernel (compiled on first use, then cached)"
+    with Progress(*columns, transient=True, console=Console(stderr=True)) as bar:
+        task = bar.add_task(first, total=total)
 
         def report(done, total):
-            bar.update(task, completed=done, total=total)
+            bar.update(task, completed=done, total=total, description="simulating")
 
         yield report
