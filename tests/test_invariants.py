@@ -45,6 +45,7 @@ def configs(draw):
             "customers": draw(st.integers(1, 300)),
             "horizon_months": draw(st.integers(1, 48)),
             "seed": draw(st.integers(0, 2**32)),
+            "antithetic_inputs": draw(st.booleans()),
         },
         "acquisition": {"cac": draw(st.floats(1.0, 20000.0))},
         "revenue": {
