@@ -99,20 +99,16 @@ def simulate(
         raise ConfigError(f"must be in (0, 1), got {target_rel_error!r}", "target_rel_error")
     if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1:
         raise ConfigError(f"must be a whole number >= 1, got {max_trials!r}", "max_trials")
-    parts, done, achieved = [], 0, math.inf
+    parts, expected, done, achieved = [], [], 0, math.inf
     while achieved > target_rel_error and done < max_trials:
         step = config.with_overrides({"simulation.trials": min(ADAPTIVE_STEP, max_trials - done)})
-        parts.append(
-            run_segments(
-                step,
-                threads=threads,
-                progress=progress,
-                block_trials=block_trials,
-                first_trial=done,
-            )
+        part = run_segments(
+            step, threads=threads, progress=progress, block_trials=block_trials, first_trial=done
         )
+        parts.append(part)
+        expected.append(expected_discounted_ltv(config, part))
         done += step.trials
-        achieved = relative_error(config, _concatenate(parts))
+        achieved = relative_error(np.concatenate(expected), config.antithetic_inputs)
     config = config.with_overrides({"simulation.trials": done})
     ds = build_dataset(config, _concatenate(parts))
     ds.attrs.update(
@@ -123,20 +119,25 @@ def simulate(
     return ds
 
 
-def relative_error(config: Config, runs: list[SegmentRun]) -> float:
-    """MC standard error of mean discounted LTV (all segments) over its mean.
-
-    Uses the exact conditional expectation of each trial's discounted LTV,
-    so only the inputs' draws contribute error; 0 when nothing is uncertain.
-    With antithetic inputs the error comes from the pairs' means.
-    """
+def expected_discounted_ltv(config: Config, runs: list[SegmentRun]) -> np.ndarray:
+    """Per trial, the exact E[discounted LTV | inputs] blended over segments."""
     blend = 0.0
     for run in runs:
         args = kernel_inputs(config, run.segment, run.inputs)
         blend = blend + run.segment.share * expected_ltv(args, config.horizon_months)["discounted"]
-    mean, se = mean_standard_error(blend, paired=config.antithetic_inputs)
-    if np.asarray(blend).size < 2:
+    return np.asarray(blend)
+
+
+def relative_error(values: np.ndarray, paired: bool) -> float:
+    """MC standard error of the mean of per-trial ``values`` over that mean.
+
+    With the conditional expectations of discounted LTV only the inputs' draws
+    contribute error: 0 when nothing is uncertain. With antithetic inputs
+    (``paired``) the error comes from the pairs' means.
+    """
+    if values.size < 2:
         return math.inf
+    mean, se = mean_standard_error(values, paired=paired)
     return se / abs(mean) if mean != 0 else math.inf
 
 
