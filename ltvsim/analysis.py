@@ -246,6 +246,20 @@ def _number(value) -> float | None:
     return None if math.isnan(value) else value
 
 
+def summary_digits(units: str) -> int:
+    """Decimals a summary value is shown with: money 0, months 1, ratios 2."""
+    if "per acquired customer" in units:
+        return 0
+    return 2 if units == "1" else 1
+
+
+def format_number(value: float | None, digits: int, never: str = "never") -> str:
+    """A summary number for people: fixed decimals, thousands separators."""
+    if value is None or not math.isfinite(value):
+        return never
+    return f"{value:,.{digits}f}"
+
+
 def _fmt(value) -> str:
     if value is None:
         return "never"

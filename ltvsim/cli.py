@@ -23,7 +23,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .analysis import band_probabilities, probability_text, summary_table
+from .analysis import (
+    band_probabilities,
+    format_number,
+    probability_text,
+    summary_digits,
+    summary_table,
+)
 from .config import ConfigError
 from .distributions import DistributionError
 from .io import ResultFileError, open_result, write_result
@@ -183,25 +189,17 @@ def _plain(value):
     raise TypeError(f"not JSON serialisable: {value!r}")
 
 
-def _number(value, digits=0) -> str:
-    if value is None:
-        return "never"
-    return f"{value:,.{digits}f}"
-
-
 def _summary_table(ds, segment: str) -> Table:
     table = Table(title=f"segment: {segment}", title_justify="left")
     for column in ("measure", "mean", "± MC se", "5%", "50%", "95%"):
         table.add_column(column, justify="left" if column == "measure" else "right")
     for row in summary_table(ds, segment):
-        digits = 2 if row["variable"].startswith("ltv_cac") else 1
-        if row["variable"].startswith("ltv_") and not row["variable"].startswith("ltv_cac"):
-            digits = 0
+        digits = summary_digits(row["units"])
         name = row["variable"]
         if name == "payback_months":
             name += f" (never: {row['never']:.1%})"
-        cells = [_number(row[k], digits) for k in ("mean", "p5", "p50", "p95")]
-        cells.insert(1, _number(row["mc_se"], digits + 1))
+        cells = [format_number(row[k], digits) for k in ("mean", "p5", "p50", "p95")]
+        cells.insert(1, format_number(row["mc_se"], digits + 1))
         table.add_row(name, *cells)
     return table
 

@@ -34,7 +34,9 @@ from .analysis import (
     LTV_CAC_BANDS,
     PAYBACK_BANDS,
     band_probabilities,
+    format_number,
     probability_text,
+    summary_digits,
     summary_table,
 )
 from .dataset import band_quantiles
@@ -857,20 +859,6 @@ def _segment_shares(ds: xr.Dataset) -> list[tuple[str, float]]:
         return []
 
 
-def _digits(units: str) -> int:
-    """Decimals of a summary value, as the CLI prints them: money 0, months 1, ratios 2."""
-    if "per acquired customer" in units:
-        return 0
-    return 2 if units == "1" else 1
-
-
-def format_number(value: float | None, digits: int, never: str = "—") -> str:
-    """A summary number in the report: fixed decimals, thousands separators."""
-    if value is None or not math.isfinite(value):
-        return never
-    return f"{value:,.{digits}f}"
-
-
 def _summary_html(ds: xr.Dataset, segment: str) -> str:
     rows = summary_table(ds, segment)
     quantile_keys = [k for k in rows[0] if k.startswith("p") and k[1:].isdigit()]
@@ -885,12 +873,12 @@ def _summary_html(ds: xr.Dataset, segment: str) -> str:
         if "never" in row:
             label += f" (never: {row['never']:.1%})"
         units = {"1": "ratio"}.get(row["units"], row["units"])
-        digits = _digits(row["units"])
+        digits = summary_digits(row["units"])
         cells = [
             f"<td>{_e(label)} <code>{_e(name)}</code></td>",
             f'<td class="units">{_e(units)}</td>',
             f"<td>{_e(format_number(row['mean'], digits, never))}</td>",
-            f"<td>{_e(format_number(row['mc_se'], digits + 1 if digits else 0))}</td>",
+            f"<td>{_e(format_number(row['mc_se'], digits + 1 if digits else 0, '—'))}</td>",
             *(f"<td>{_e(format_number(row[k], digits, never))}</td>" for k in quantile_keys),
         ]
         out.append("<tr>" + "".join(cells) + "</tr>")
