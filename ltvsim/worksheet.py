@@ -124,8 +124,7 @@ def worksheet(config, *, trials=None, customers=None, seed=None, threads=None) -
         mean_of["arpa_monthly"], mean_of["gross_margin"], mean_of["monthly_churn"], mean_of["cac"]
     )
     sheet = Worksheet(config.currency, per_segment, blended)
-    sheet.bridge = _bridge(config, per_segment, shares, trials, customers, seed, threads)
-    full = simulate(config, trials=trials, customers=customers, seed=seed, threads=threads)
+    sheet.bridge, full = _bridge(config, per_segment, shares, trials, customers, seed, threads)
     everyone = full.sel(segment="all")
     for name in (
         "ltv_gross_profit",
@@ -145,7 +144,8 @@ def worksheet(config, *, trials=None, customers=None, seed=None, threads=None) -
     return sheet
 
 
-def _bridge(config, rows, shares, trials, customers, seed, threads) -> list[Step]:
+def _bridge(config, rows, shares, trials, customers, seed, threads):
+    """The bridge's steps, and the simulation of the config itself (its last variant)."""
     horizon = config.horizon_months
     blended_formula = float(shares @ [r["ltv"] for r in rows])
     if config.named_segments:
@@ -182,7 +182,7 @@ def _bridge(config, rows, shares, trials, customers, seed, threads) -> list[Step
         previous = values
     discounted = ds.ltv_discounted.sel(segment="all").values
     steps.append(_simulated_step("+ discounting (NPV)", discounted, previous))
-    return steps
+    return steps, ds
 
 
 def _naive_ltv(rows, shares) -> float:
