@@ -499,6 +499,7 @@ def sensitivity(
     if not 0 < swing < 1:
         raise _fail(f"--swing must be in (0, 1), got {swing}")
     try:
+        ds = simulate(config, trials=trials, customers=customers, seed=seed, threads=threads)
         tornado = run_sensitivity(
             config,
             levers=default_levers(swing),
@@ -507,8 +508,8 @@ def sensitivity(
             seed=seed,
             threads=threads,
             segment=segment,
+            base_result=ds,
         )
-        ds = simulate(config, trials=trials, customers=customers, seed=seed, threads=threads)
         inputs = [v for v in ds.data_vars if v.startswith("input_") and "_band" not in v]
         ranks = rank_sensitivity(ds) if inputs else None
     except USER_ERRORS as exc:

@@ -236,6 +236,7 @@ def sensitivity(
     threads: int | None = None,
     segment: str = "all",
     rank_by: str = "mean_ltv_discounted",
+    base_result: xr.Dataset | None = None,
 ) -> xr.Dataset:
     """One-at-a-time tornado with common random numbers.
 
@@ -243,13 +244,17 @@ def sensitivity(
     on mean discounted LTV (its conditional-expectation estimate), on
     P(LTV:CAC >= 3) and on median payback is recorded. Levers are sorted by
     the size of their effect on ``rank_by`` (one of those three), largest
-    first.
+    first. ``base_result``, if the caller already has it, is
+    ``simulate(config, trials=..., customers=..., seed=...)`` with the same
+    arguments: it is used instead of simulating the base again.
     """
     if rank_by not in TORNADO_METRICS:
         raise ValueError(f"rank_by must be one of {TORNADO_METRICS}, got {rank_by!r}")
     base = _config(config)
     levers = levers or default_levers()
-    base_ds = _simulate(base, trials, customers, seed, threads)
+    base_ds = base_result
+    if base_ds is None:
+        base_ds = _simulate(base, trials, customers, seed, threads)
     metrics = {name: [] for name in TORNADO_METRICS}
     names, labels, paths = [], [], []
     for lever in levers:

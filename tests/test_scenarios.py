@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import xarray as xr
 
 import ltvsim
 from ltvsim import formulas
@@ -181,3 +182,10 @@ def test_tornado_can_rank_by_another_metric():
     assert (np.diff(effect) <= 0).all()
     with pytest.raises(ValueError, match="rank_by"):
         sensitivity(config, rank_by="ltv", trials=5, customers=10)
+
+
+def test_tornado_reuses_a_given_base_result():
+    config = ltvsim.load_config(SAAS)
+    base = ltvsim.simulate(config, trials=40, customers=100)
+    given = sensitivity(config, trials=40, customers=100, base_result=base)
+    xr.testing.assert_identical(given, sensitivity(config, trials=40, customers=100))
