@@ -30,7 +30,7 @@ from .analysis import (
     summary_digits,
     summary_table,
 )
-from .config import ConfigError
+from .config import ConfigError, read_toml
 from .distributions import DistributionError
 from .io import ResultFileError, open_result, write_result
 
@@ -413,7 +413,7 @@ def parse_scenarios(options: list[str], path: Path | None) -> dict[str, dict]:
     """Scenarios from ``-s 'NAME: key=value, ...'`` options and a TOML file."""
     named: dict[str, dict] = {}
     if path is not None:
-        document = _read_toml(path)
+        document = read_toml(path)
         tables = document.get("scenarios")
         if not isinstance(tables, dict) or not tables:
             raise ConfigError(f"{path} has no [scenarios.NAME] tables", "scenarios")
@@ -468,12 +468,6 @@ def _flatten(body, where: str, prefix: str = "") -> dict:
         else:
             out[path] = value
     return out
-
-
-def _read_toml(path: Path) -> dict:
-    from .config import _read_toml as read
-
-    return read(path)
 
 
 @app.command()

@@ -364,11 +364,12 @@ def load_config(source: str | Path | Mapping) -> Config:
     if isinstance(source, Mapping):
         raw = copy.deepcopy(dict(source))
     else:
-        raw = _read_toml(Path(source))
+        raw = read_toml(Path(source))
     return _validate(raw)
 
 
-def _read_toml(path: Path) -> dict:
+def read_toml(path: Path) -> dict:
+    """A TOML file as a dict; a missing, unreadable or malformed file is a ConfigError."""
     if not path.exists():
         raise ConfigError(f"config file not found: {path}")
     if path.is_dir():
