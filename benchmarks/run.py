@@ -305,15 +305,6 @@ def relative_se(values) -> float:
     return float(values.std(ddof=1) / math.sqrt(values.size) / abs(values.mean()))
 
 
-def draw_inputs(config, segment, first, count):
-    """The fast path's per-trial inputs (its module moved during issue 5)."""
-    try:
-        from ltvsim.model import draw_inputs as draw
-    except ImportError:
-        from ltvsim.simulate import draw_inputs as draw
-    return draw(config, segment, first, count)
-
-
 def value_mean(value) -> float:
     return float(value.mean) if hasattr(value, "ppf") else float(value)
 
@@ -401,6 +392,8 @@ def random_numbers_needed(config, ds) -> dict:
     > 0: 1 uniform for the first gap + 2 per change (which one, next gap),
     p (L - 1) changes expected.
     """
+    from ltvsim.model import draw_inputs
+
     n = config.customers
     normals = uniforms = 0.0
     betas: dict[str, float] = {}

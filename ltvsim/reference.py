@@ -23,7 +23,8 @@ import numpy as np
 
 from . import _kernels
 from .config import Config
-from .simulate import SegmentRun, _empty_run, _with_overrides, draw_inputs, kernel_inputs
+from .model import draw_inputs, kernel_inputs
+from .simulate import SegmentRun, _empty_run, _with_overrides
 
 
 def reference_simulate(config, *, trials=None, customers=None, seed=None):

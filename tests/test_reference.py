@@ -14,8 +14,9 @@ import pytest
 import ltvsim
 from ltvsim import _kernels
 from ltvsim.dataset import build_dataset, histogram_quantiles
+from ltvsim.model import draw_inputs, kernel_inputs
 from ltvsim.reference import reference_runs, simulate_trial
-from ltvsim.simulate import draw_inputs, kernel_inputs, run_segments
+from ltvsim.simulate import run_segments
 
 from .conftest import BASE, RICH, assert_mc_close, merge
 
