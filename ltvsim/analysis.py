@@ -182,6 +182,36 @@ def summary_table(ds: xr.Dataset, segment: str = "all") -> list[dict]:
     return rows
 
 
+def retention_summary(ds: xr.Dataset, segment: str = "all") -> dict:
+    """Net and gross revenue retention by cohort year, and whether LTV is bounded.
+
+    ``nrr``/``grr``: mean across trials per cohort year (years whose month 12y
+    is inside the horizon); ``unbounded_share``: share of trials whose LTV
+    over an unbounded horizon would be infinite (long-run NRR at or above
+    1 + the discount rate), where the horizon alone decides the LTV shown.
+    """
+    out = {"cohort_year": [int(y) for y in ds["cohort_year"].values]}
+    for name in ("nrr", "grr"):
+        values = ds[name].sel(segment=segment).transpose("trial", "cohort_year").values
+        with np.errstate(invalid="ignore"):
+            out[name] = [_number(v) for v in np.nanmean(values, axis=0)] if values.size else []
+    out["unbounded_share"] = float(ds["ltv_unbounded"].sel(segment=segment).mean())
+    return out
+
+
+def unbounded_warning(ds: xr.Dataset) -> str | None:
+    """A sentence for the user when some trials' LTV has no finite limit, else None."""
+    shares = {str(s): retention_summary(ds, str(s))["unbounded_share"] for s in ds.segment.values}
+    hit = [f"{share:.0%} of trials of {s}" for s, share in shares.items() if share > 0]
+    if not hit:
+        return None
+    return (
+        f"LTV has no finite limit in {', '.join(hit)}: revenue retention outgrows the "
+        f"discount rate (long-run NRR >= 1 + discount rate), so the LTV shown covers the "
+        f"first {ds.attrs['horizon_months']} months only and grows with the horizon"
+    )
+
+
 def to_markdown(ds: xr.Dataset, segment: str = "all") -> str:
     """The summary of one segment as a markdown table (no pandas needed)."""
     rows = summary_table(ds, segment)

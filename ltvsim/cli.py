@@ -27,8 +27,10 @@ from .analysis import (
     band_probabilities,
     format_number,
     probability_text,
+    retention_summary,
     summary_digits,
     summary_table,
+    unbounded_warning,
 )
 from .config import ConfigError, read_toml
 from .distributions import DistributionError
@@ -153,7 +155,11 @@ def _report(ds, fmt: Format, extra: dict):
             },
             **extra,
             "segments": {
-                s: {"summary": summary_table(ds, s), "bands": band_probabilities(ds, s)}
+                s: {
+                    "summary": summary_table(ds, s),
+                    "bands": band_probabilities(ds, s),
+                    "retention": retention_summary(ds, s),
+                }
                 for s in segments
             },
         }
@@ -178,9 +184,31 @@ def _report(ds, fmt: Format, extra: dict):
     for segment in segments:
         console.print(_summary_table(ds, segment))
     console.print(_band_table(ds, segments))
+    console.print(_retention_table(ds, segments))
+    warning = unbounded_warning(ds)
+    if warning:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     where = extra.get("output")
     if where:
         console.print(f"wrote {where} in {extra['seconds']:.2f} s", highlight=False)
+
+
+def _retention_table(ds, segments: list[str]) -> Table:
+    """Mean NRR and GRR of the first cohort years (at most 5 columns)."""
+    table = Table(
+        title="revenue retention by cohort year (mean across trials)", title_justify="left"
+    )
+    table.add_column("segment")
+    table.add_column("measure")
+    years = [int(y) for y in ds["cohort_year"].values[:5]]
+    for y in years:
+        table.add_column(f"year {y}", justify="right")
+    for segment in segments:
+        r = retention_summary(ds, segment)
+        for name in ("nrr", "grr"):
+            cells = [f"{format_number(v * 100, 1, '—')}%" for v in r[name][: len(years)]]
+            table.add_row(segment, name.upper(), *cells)
+    return table
 
 
 def _plain(value):

@@ -131,6 +131,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
             uncertain=True,
         ),
         "gross_margin": Key("float", 0.8, "1", "gross margin on revenue", 0.0, 1.0, uncertain=True),
+        "billing_months": Key(
+            "int",
+            1,
+            "months",
+            "months of revenue paid at once, in advance (12: annual billing); "
+            "must divide churn.renewal_months",
+            1,
+            120,
+        ),
         "cost_to_serve_monthly": Key(
             "float",
             0.0,
@@ -179,6 +188,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ),
         "renewal_months": Key(
             "int", 1, "months", "months between renewals; churn happens only at renewals", 1, 120
+        ),
+        "first_renewal_churn": _rate(
+            "extra share of customers leaving at the first renewal (onboarding failures), "
+            "on top of the churn model",
+            "1 per first renewal",
+            0.0,
         ),
     },
     "expansion": {
@@ -569,6 +584,13 @@ def _resolve_segment(name: str, share: float, top: dict, own: dict) -> Segment:
             "upsell_monthly_probability + downgrade_monthly_probability can exceed 1 "
             f"({upper[0]:g} + {upper[1]:g}); at most one plan change happens a month",
             f"{where}expansion",
+        )
+    billing, renewal = values["revenue.billing_months"], values["churn.renewal_months"]
+    if renewal % billing:
+        raise ConfigError(
+            f"must divide churn.renewal_months = {renewal} (a customer pays only for "
+            f"months it is under contract), got {billing}",
+            f"{where}revenue.billing_months",
         )
     if "timing" in own.get("discount", {}):
         raise ConfigError(

@@ -12,10 +12,11 @@ import xarray as xr
 
 from . import __version__, _kernels
 from .config import Config, key_spec
-from .model import expected_ltv, kernel_inputs
+from .model import cash_by_month, expected_ltv, kernel_inputs, long_run_nrr, retention_years
 
 TRIAL = ("trial", "segment")
 PATH = ("trial", "period", "segment")
+YEARLY = ("trial", "cohort_year", "segment")
 
 # name: (dims, units, long_name); "{money}" is replaced by "<currency> per acquired customer".
 VARIABLES: dict[str, tuple[tuple[str, ...], str, str]] = {
@@ -32,6 +33,18 @@ VARIABLES: dict[str, tuple[tuple[str, ...], str, str]] = {
         "CAC, gross profit accruing evenly within a month; NaN if not within the horizon",
     ),
     "lifetime_months": (TRIAL, "months", "mean months active within the horizon"),
+    "long_run_nrr": (
+        TRIAL,
+        "1 per year",
+        "cohort's net revenue retention per year as tenure grows without limit "
+        "(E[revenue] of month t+12 over month t, t -> infinity)",
+    ),
+    "ltv_unbounded": (
+        TRIAL,
+        "1",
+        "1 if LTV over an unbounded horizon is infinite: long-run NRR >= 1 + discount "
+        "rate (the horizon then decides LTV)",
+    ),
     # Exact conditional expectations given the trial's inputs (no cohort noise):
     # the estimator of mean LTV (see model.expected_ltv).
     "expected_ltv_revenue": (TRIAL, "{money}", "E[revenue LTV | the trial's inputs]"),
@@ -53,7 +66,19 @@ VARIABLES: dict[str, tuple[tuple[str, ...], str, str]] = {
     "paid_back_share": (
         PATH,
         "1",
-        "share of acquired customers whose own cumulative gross profit has reached CAC",
+        "share of acquired customers whose own cumulative gross profit (as paid) has reached CAC",
+    ),
+    "nrr": (
+        YEARLY,
+        "1",
+        "net revenue retention of cohort year y: MRR at month 12y over MRR at month "
+        "12(y-1), churned customers included as 0",
+    ),
+    "grr": (
+        YEARLY,
+        "1",
+        "gross revenue retention of cohort year y: like nrr, each customer's MRR capped "
+        "at its value 12 months earlier (expansion excluded)",
     ),
 }
 BANDED = list(VARIABLES)
@@ -125,6 +150,11 @@ def build_dataset(config: Config, runs) -> xr.Dataset:
         ),
         "segment": ("segment", np.array(names), {"long_name": "customer segment"}),
         "quantile": ("quantile", quantiles, {"units": "1", "long_name": "band quantile"}),
+        "cohort_year": (
+            "cohort_year",
+            np.arange(1, retention_years(config.horizon_months) + 1),
+            {"units": "years", "long_name": "year since acquisition (ends at month 12y)"},
+        ),
     }
     attrs = {
         "title": "ltvsim customer-lifetime-value simulation",
@@ -149,17 +179,26 @@ def _segment_values(config: Config, run) -> dict[str, np.ndarray]:
     cost = inputs["revenue.cost_to_serve_monthly"][:, None]
     survival = run.alive / n
     revenue = run.revenue / n
-    gross_profit = margin * revenue - cost * survival
+    # Gross profit by the month it is paid: revenue billed in advance, costs monthly.
+    cash = cash_by_month(revenue, run.segment["revenue.billing_months"])
+    cash_gross_profit = margin * cash - cost * survival
+    args = kernel_inputs(config, run.segment, inputs)
     out = {
         "cac": inputs["acquisition.cac"],
         "survival": survival,
         "revenue": revenue,
-        "gross_profit": gross_profit,
-        "cumulative_discounted_gross_profit": np.cumsum(gross_profit * run.weights, axis=1),
+        "gross_profit": margin * revenue - cost * survival,
+        "cash_gross_profit": cash_gross_profit,
+        "cumulative_discounted_gross_profit": np.cumsum(cash_gross_profit * run.weights, axis=1),
         "paid_back_share": np.cumsum(run.paid_first, axis=1) / n,
+        "retained": run.retained / n,
+        "long_run_nrr": long_run_nrr(args),
+        "billing_months": run.segment["revenue.billing_months"],
     }
-    expected = expected_ltv(kernel_inputs(config, run.segment, inputs), config.horizon_months)
-    for tier, values in expected.items():
+    out["ltv_unbounded"] = (
+        (out["long_run_nrr"] >= 1.0 + inputs["discount.annual_rate"]) & (margin[:, 0] > 0)
+    ).astype(np.float64)
+    for tier, values in expected_ltv(args, config.horizon_months).items():
         out[f"expected_ltv_{tier}"] = values
     return _derived(out)
 
@@ -173,7 +212,16 @@ def _derived(v: dict) -> dict:
     v["ltv_cac"] = v["ltv_gross_profit"] / v["cac"]
     v["ltv_cac_discounted"] = v["ltv_discounted"] / v["cac"]
     v["lifetime_months"] = v["survival"].sum(axis=1)
-    v["payback_months"] = payback_months(v["cumulative_gross_profit"], v["gross_profit"], v["cac"])
+    cash = v["cash_gross_profit"]
+    v["payback_months"] = payback_months(
+        np.cumsum(cash, axis=1), cash, v["cac"], within_month=v["billing_months"] == 1
+    )
+    # MRR at month 12y is the revenue of month 12y.
+    years = v["retained"].shape[1]
+    year_start = v["revenue"][:, 0 : years * 12 : 12]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v["nrr"] = v["revenue"][:, 12 : (years + 1) * 12 : 12] / year_start
+        v["grr"] = v["retained"] / year_start
     return v
 
 
@@ -187,19 +235,27 @@ def _blend(per_segment: list[dict], shares: np.ndarray) -> dict:
         "survival",
         "revenue",
         "gross_profit",
+        "cash_gross_profit",
         "cumulative_discounted_gross_profit",
         "paid_back_share",
+        "retained",
     ]
     blend = {
         k: sum(w * seg[k] for w, seg in zip(shares, per_segment, strict=True)) for k in additive
     }
+    # Unbounded if any segment is; the largest NRR dominates as tenure grows.
+    used = [seg for w, seg in zip(shares, per_segment, strict=True) if w > 0]
+    for name in ("long_run_nrr", "ltv_unbounded", "billing_months"):
+        blend[name] = np.max([seg[name] for seg in used], axis=0)
     return _derived(blend)
 
 
-def payback_months(cumulative, monthly, cac):
+def payback_months(cumulative, monthly, cac, within_month=True):
     """First time cumulative gross profit reaches CAC, interpolating within the month.
 
     With gross profit ``g`` per month forever this is exactly ``cac / g``.
+    Revenue billed in advance for several months arrives at once at the start
+    of the month (``within_month=False``): the payback is that month.
     NaN where it does not happen within the horizon.
     """
     crossed = cumulative >= cac[:, None]
@@ -208,7 +264,8 @@ def payback_months(cumulative, monthly, cac):
     before = cumulative[rows, month] - monthly[rows, month]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         fraction = (cac - before) / monthly[rows, month]
-    return np.where(crossed.any(axis=1), month + np.clip(fraction, 0.0, 1.0), np.nan)
+    fraction = np.clip(fraction, 0.0, 1.0) if within_month else 0.0
+    return np.where(crossed.any(axis=1), month + fraction, np.nan)
 
 
 def band_quantiles(values: np.ndarray, quantiles: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from . import _kernels
 from ._rng import derive, stream_key
 from .analysis import mean_standard_error
 from .config import Config, ConfigError, Segment, load_config
-from .model import draw_inputs, expected_ltv, kernel_inputs
+from .model import draw_inputs, expected_ltv, kernel_inputs, retention_years
 
 # Customers per work unit. Fixed (not tuned to the machine) because a trial's
 # floating-point sums are added chunk by chunk: changing it changes the last bits.
@@ -41,6 +41,9 @@ class SegmentRun:
     alive: np.ndarray  # (trial, period) customers active in month t
     revenue: np.ndarray  # (trial, period)
     paid_first: np.ndarray  # (trial, period) customers first paid back in month t
+    # (trial, cohort year y) sum over customers active in month 12(y+1) of
+    # min(MRR then, MRR 12 months earlier): gross revenue retention's numerator
+    retained: np.ndarray
     weights: np.ndarray  # (trial, period) discount factor of month t
     customer_hist: np.ndarray  # (bin,) customers by discounted LTV, pooled over trials
 
@@ -152,6 +155,7 @@ def _concatenate(parts: list[list[SegmentRun]]) -> list[SegmentRun]:
                 alive=np.concatenate([p.alive for p in pieces]),
                 revenue=np.concatenate([p.revenue for p in pieces]),
                 paid_first=np.concatenate([p.paid_first for p in pieces]),
+                retained=np.concatenate([p.retained for p in pieces]),
                 weights=np.concatenate([p.weights for p in pieces]),
                 customer_hist=sum(p.customer_hist for p in pieces),
             )
@@ -166,11 +170,20 @@ def _with_overrides(config, **overrides) -> Config:
     return config.with_overrides(given) if given else config
 
 
-def run_segments(config: Config, *, threads=None, progress=False, block_trials=None, first_trial=0):
+def run_segments(
+    config: Config,
+    *,
+    threads=None,
+    progress=False,
+    block_trials=None,
+    first_trial=0,
+    month_by_month=False,
+):
     """Run every segment of ``config``; return a list of :class:`SegmentRun`.
 
     The trials are numbers ``first_trial … first_trial + trials - 1``: each
-    trial's random streams depend on its number only.
+    trial's random streams depend on its number only. ``month_by_month``
+    disables the kernel's per-plan-change walk (for tests).
     """
     n_trials, n_customers = config.trials, config.customers
     chunks_per_trial = math.ceil(n_customers / CHUNK_CUSTOMERS)
@@ -186,7 +199,7 @@ def run_segments(config: Config, *, threads=None, progress=False, block_trials=N
         for first in range(0, n_trials, block_trials):
             count = min(block_trials, n_trials - first)
             for run in runs:
-                _run_block(config, run, first_trial, first, count, chunks_per_trial)
+                _run_block(config, run, first_trial, first, count, chunks_per_trial, month_by_month)
                 done += count
                 report(done, total)
     return runs
@@ -200,13 +213,26 @@ def _empty_run(config: Config, segment: Segment) -> SegmentRun:
         alive=np.zeros(shape, np.int64),
         revenue=np.zeros(shape),
         paid_first=np.zeros(shape, np.int64),
+        retained=np.zeros((config.trials, retention_years(config.horizon_months))),
         weights=np.zeros(shape),
         customer_hist=np.zeros(_kernels.HIST_BINS, np.int64),
     )
 
 
-def _run_block(config: Config, run: SegmentRun, offset: int, first: int, count: int, chunks: int):
-    """Trials ``first … first+count-1`` of ``run`` (numbered from ``offset``)."""
+def _run_block(
+    config: Config,
+    run: SegmentRun,
+    offset: int,
+    first: int,
+    count: int,
+    chunks: int,
+    month_by_month: bool = False,
+):
+    """Trials ``first … first+count-1`` of ``run`` (numbered from ``offset``).
+
+    ``month_by_month`` makes the kernel walk every customer month by month even
+    without volatility (the same numbers up to rounding; tests compare them).
+    """
     segment = run.segment
     inputs = draw_inputs(config, segment, offset + first, count)
     for path, values in inputs.items():
@@ -225,36 +251,19 @@ def _run_block(config: Config, run: SegmentRun, offset: int, first: int, count: 
     ends = np.zeros((n_units, horizon + 1), np.int64)
     revenue = np.zeros((n_units, horizon))
     paid = np.zeros((n_units, horizon), np.int64)
+    retained = np.zeros((n_units, retention_years(horizon)))
     hist = np.zeros((numba.get_num_threads(), _kernels.HIST_BINS), np.int64)
     _kernels.simulate_units(
         unit_trial,
         unit_first,
         unit_count,
         trial_keys,
-        args["model"],
-        args["renewal_months"],
-        args["curve_survival"],
-        args["churn_per_renewal"],
-        args["alpha"],
-        args["beta"],
-        args["arpa"],
-        args["arpa_sigma"],
-        args["margin"],
-        args["cost"],
-        args["cac"],
-        args["log_drift"],
-        args["volatility"],
-        args["upsell_p"],
-        args["upsell_size"],
-        args["downgrade_p"],
-        args["downgrade_size"],
-        args["price_increase"],
-        args["price_every"],
-        args["weights"],
-        args["cum_weights"],
+        *(args[name] for name in _kernels.INPUT_NAMES),
+        month_by_month,
         ends,
         revenue,
         paid,
+        retained,
         hist,
     )
     # A trial's chunks are consecutive units: add them in order.
@@ -265,6 +274,7 @@ def _run_block(config: Config, run: SegmentRun, offset: int, first: int, count: 
     run.alive[rows] = np.cumsum(ends[:, ::-1], axis=1)[:, ::-1][:, 1:]
     run.revenue[rows] = np.add.reduceat(revenue, starts, axis=0)
     run.paid_first[rows] = np.add.reduceat(paid, starts, axis=0)
+    run.retained[rows] = np.add.reduceat(retained, starts, axis=0)
     run.weights[rows] = args["weights"]
     run.customer_hist += hist.sum(axis=0)
 
