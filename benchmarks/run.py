@@ -386,7 +386,8 @@ def random_numbers_needed(config, ds) -> dict:
     """Expected numbers of draws the model needs, summed over trials and segments.
 
     Per customer, with L its months active within the horizon (mean from
-    ``lifetime_months``): churn 1 uniform (+ 1 Beta(alpha, beta) for sBG);
+    ``lifetime_months``): churn 1 uniform (+ 1 Beta(alpha, beta) for sBG, + 1
+    uniform with a first-renewal spike);
     starting size 1 normal if arpa_cv > 0; volatility L - 1 normals if
     annual_volatility > 0; plan changes, p = upsell + downgrade probability
     > 0: 1 uniform for the first gap + 2 per change (which one, next gap),
@@ -402,6 +403,8 @@ def random_numbers_needed(config, ds) -> dict:
         months = ds.lifetime_months.sel(segment=segment.name).values  # L per trial
         trials = len(months)
         uniforms += n * trials
+        if segment["churn.first_renewal_churn"] != 0:
+            uniforms += n * trials  # upper bound: only customers reaching a renewal draw it
         if segment["churn.model"] == "sbg":
             pair = tuple(
                 float(f"{value_mean(segment[p]):.4g}") for p in ("churn.alpha", "churn.beta")

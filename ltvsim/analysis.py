@@ -193,8 +193,10 @@ def retention_summary(ds: xr.Dataset, segment: str = "all") -> dict:
     out = {"cohort_year": [int(y) for y in ds["cohort_year"].values]}
     for name in ("nrr", "grr"):
         values = ds[name].sel(segment=segment).transpose("trial", "cohort_year").values
-        with np.errstate(invalid="ignore"):
-            out[name] = [_number(v) for v in np.nanmean(values, axis=0)] if values.size else []
+        finite = np.isfinite(values)  # NaN once every customer has left
+        count = finite.sum(axis=0)
+        total = np.where(finite, values, 0.0).sum(axis=0)
+        out[name] = [_number(t / c) if c else None for t, c in zip(total, count, strict=True)]
     out["unbounded_share"] = float(ds["ltv_unbounded"].sel(segment=segment).mean())
     return out
 

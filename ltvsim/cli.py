@@ -206,7 +206,9 @@ def _retention_table(ds, segments: list[str]) -> Table:
     for segment in segments:
         r = retention_summary(ds, segment)
         for name in ("nrr", "grr"):
-            cells = [f"{format_number(v * 100, 1, '—')}%" for v in r[name][: len(years)]]
+            cells = [
+                "—" if v is None else f"{format_number(v * 100, 1)}%" for v in r[name][: len(years)]
+            ]
             table.add_row(segment, name.upper(), *cells)
     return table
 
