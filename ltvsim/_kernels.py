@@ -49,7 +49,7 @@ from ._rng import derive, next_gamma, next_normal, next_uniform
 CONSTANT, SBG, CURVE = 0, 1, 2
 
 # Sub-streams of a customer.
-CHURN_STREAM, SIZE_STREAM, PATH_STREAM, EVENT_STREAM = 1, 2, 3, 4
+CHURN_STREAM, SIZE_STREAM, PATH_STREAM, EVENT_STREAM, SEAT_STREAM = 1, 2, 3, 4, 5
 
 # Customer-LTV histogram: bins uniform in y = sign(x) log1p(|x|), |x| up to
 # 1e12 currency units; bin width 0.0067 in y, i.e. 0.67% relative in x.
@@ -82,6 +82,11 @@ INPUT_NAMES = (
     "downgrade_size",
     "price_increase",
     "price_every",
+    "seat_model",
+    "seat_price",
+    "seats_initial",
+    "seat_add_rate",
+    "seat_remove_rate",
     "billing_months",
     "multiplier",
     "multiplier_rising",
@@ -150,6 +155,60 @@ def _next_event(state, t, log_no_event, horizon):
 
 
 @njit(inline="always", cache=True)
+def _seats_until(state, seats, tau, month, add_rate, remove_rate):
+    """Run the seat count's birth-death process over the events before ``month``.
+
+    Each seat brings a new one at ``add_rate`` per month; each seat but the
+    first (the account itself) leaves at ``remove_rate``. ``tau`` is the time
+    of the next event; returns (state, seats at ``month``, next event time).
+    """
+    while tau < month:
+        adds, removes = add_rate * seats, remove_rate * (seats - 1.0)
+        state, u = next_uniform(state)
+        seats += 1.0 if u * (adds + removes) < adds else -1.0
+        state, tau = _next_seat_event(state, tau, seats, add_rate, remove_rate)
+    return state, seats, tau
+
+
+@njit(inline="always", cache=True)
+def _next_seat_event(state, now, seats, add_rate, remove_rate):
+    """Time of the seat count's next change after ``now`` (exponential gap)."""
+    rate = add_rate * seats + remove_rate * (seats - 1.0)
+    if rate <= 0.0:
+        return state, math.inf
+    state, u = next_uniform(state)
+    return state, now - math.log(u) / rate
+
+
+@njit(inline="always", cache=True)
+def _change_month(tau, horizon):
+    """First month that starts after a change at time ``tau``."""
+    return horizon if tau >= horizon else int(tau) + 1
+
+
+@njit(inline="always", cache=True)
+def _change_level(level, month, changes, change_state, horizon):
+    """The level from ``month`` on, and the month of the next change.
+
+    ``changes`` = (upsell share, upsell factor, downgrade factor, log1p(-p)
+    of a plan change a month, seat model?, seat add rate, seat remove rate,
+    price per seat); ``change_state`` = (plan-change stream, seat stream,
+    seats, time of the next seat event).
+    """
+    up_share, up_x, dn_x, log_no_event, seats_on, add_rate, remove_rate, seat_price = changes
+    events, seat_stream, seats, tau = change_state
+    if seats_on:
+        seat_stream, seats, tau = _seats_until(
+            seat_stream, seats, tau, month, add_rate, remove_rate
+        )
+        return seats * seat_price, _change_month(tau, horizon), (events, seat_stream, seats, tau)
+    events, x = next_uniform(events)
+    level *= up_x if x < up_share else dn_x
+    events, next_change = _next_event(events, month, log_no_event, horizon)
+    return level, next_change, (events, seat_stream, seats, tau)
+
+
+@njit(inline="always", cache=True)
 def _hist_bin(x):
     y = math.copysign(math.log1p(abs(x)), x)
     b = int((y + HIST_LIMIT) * (HIST_BINS / (2.0 * HIST_LIMIT)))
@@ -212,6 +271,11 @@ def simulate_units(
     downgrade_size,
     price_increase,
     price_every,
+    seat_model,
+    seat_price,
+    seats_initial,
+    seat_add_rate,
+    seat_remove_rate,
     billing_months,
     multiplier,
     multiplier_rising,
@@ -261,6 +325,19 @@ def simulate_units(
         event_p = up_p + dn_p
         up_share = up_p / event_p if event_p > 0.0 else 0.0
         log_no_event = math.log1p(-event_p) if event_p < 1.0 else -math.inf
+        add_rate, remove_rate = seat_add_rate[j], seat_remove_rate[j]
+        changes = (
+            up_share,
+            up_x,
+            dn_x,
+            log_no_event,
+            seat_model,
+            add_rate,
+            remove_rate,
+            seat_price[j],
+        )
+        # Initial seats: 1 + geometric, mean seats_initial (many small accounts, a few large).
+        log_more_seats = math.log1p(-1.0 / seats_initial[j]) if seats_initial[j] > 1.0 else 0.0
         theta = churn_per_renewal[j]
         log_keep = math.log1p(-theta) if 0.0 < theta < 1.0 else 0.0
         m_j, cm_j, ccm_j = multiplier[j], cum_multiplier[j], cum_cash_multiplier[j]
@@ -282,27 +359,34 @@ def simulate_units(
             )
             months = min((n + 1) * renewal_months, horizon)
             out_ends[u, months] += 1
-            mrr = a0
-            if s0 > 0.0:
-                _, z = next_normal(derive(customer, SIZE_STREAM))
-                mrr = a0 * math.exp(s0 * z - 0.5 * s0 * s0)
             events = derive(customer, EVENT_STREAM)
-            next_event = horizon
-            if event_p > 0.0:
-                events, next_event = _next_event(events, 0, log_no_event, horizon)
+            seat_stream = derive(customer, SEAT_STREAM)
+            seats, tau, next_change = 1.0, math.inf, horizon
+            if seat_model:
+                if log_more_seats < 0.0:
+                    seat_stream, v = next_uniform(seat_stream)
+                    seats += math.floor(math.log(v) / log_more_seats)
+                level = seats * seat_price[j]
+                seat_stream, tau = _next_seat_event(seat_stream, 0.0, seats, add_rate, remove_rate)
+                next_change = _change_month(tau, horizon)
+            else:
+                level = a0
+                if s0 > 0.0:
+                    _, z = next_normal(derive(customer, SIZE_STREAM))
+                    level = a0 * math.exp(s0 * z - 0.5 * s0 * s0)
+                if event_p > 0.0:
+                    events, next_change = _next_event(events, 0, log_no_event, horizon)
+            change_state = (events, seat_stream, seats, tau)
             if per_month:
                 discounted = _walk_months(
                     derive(customer, PATH_STREAM),
-                    events,
-                    next_event,
-                    mrr,
+                    changes,
+                    change_state,
+                    next_change,
+                    level,
                     months,
                     mu,
                     vol,
-                    up_share,
-                    up_x,
-                    dn_x,
-                    log_no_event,
                     1.0 + price_increase[j],
                     price_every,
                     billing_months,
@@ -316,14 +400,11 @@ def simulate_units(
                 )
             else:
                 discounted = _walk_plan_changes(
-                    events,
-                    next_event,
-                    mrr,
+                    changes,
+                    change_state,
+                    next_change,
+                    level,
                     months,
-                    up_share,
-                    up_x,
-                    dn_x,
-                    log_no_event,
                     billing_months,
                     gm,
                     c2s,
@@ -349,16 +430,13 @@ def simulate_units(
 @njit(inline="always", cache=True)
 def _walk_months(
     path,
-    events,
-    next_event,
-    mrr,
+    changes,
+    change_state,
+    next_change,
+    level,
     months,
     mu,
     vol,
-    up_share,
-    up_x,
-    dn_x,
-    log_no_event,
     price_x,
     price_every,
     billing_months,
@@ -370,7 +448,11 @@ def _walk_months(
     out_paid,
     out_retained,
 ):
-    """One customer month by month; returns its discounted revenue (cash timing)."""
+    """One customer month by month; returns its discounted revenue (cash timing).
+
+    MRR is ``level × path_x``: the level moves at plan or seat changes, the
+    path with growth, volatility and price increases.
+    """
     horizon = out_revenue.shape[0]
     growth = math.exp(mu)
     next_price = price_every
@@ -378,24 +460,26 @@ def _walk_months(
     cash = 0.0  # gross profit from revenue paid so far
     period_revenue = 0.0
     paid = False
-    year_start_mrr = mrr
+    path_x = 1.0
+    year_start_mrr = level
     for t in range(months):
         if t > 0:
             if vol > 0.0:
                 path, z = next_normal(path)
-                mrr *= math.exp(mu + vol * z)
+                path_x *= math.exp(mu + vol * z)
             else:
-                mrr *= growth
-            if t == next_event:
-                events, x = next_uniform(events)
-                mrr *= up_x if x < up_share else dn_x
-                events, next_event = _next_event(events, t, log_no_event, horizon)
+                path_x *= growth
+            if t == next_change:
+                level, next_change, change_state = _change_level(
+                    level, t, changes, change_state, horizon
+                )
             if t == next_price:
-                mrr *= price_x
+                path_x *= price_x
                 next_price += price_every
-            if t % YEAR == 0:
-                out_retained[t // YEAR - 1] += min(mrr, year_start_mrr)
-                year_start_mrr = mrr
+        mrr = level * path_x
+        if t > 0 and t % YEAR == 0:
+            out_retained[t // YEAR - 1] += min(mrr, year_start_mrr)
+            year_start_mrr = mrr
         out_revenue[t] += mrr
         discounted += mrr * cash_weights[t]
         if not paid:
@@ -413,14 +497,11 @@ def _walk_months(
 
 @njit(inline="always", cache=True)
 def _walk_plan_changes(
-    events,
-    next_event,
+    changes,
+    change_state,
+    next_change,
     level,
     months,
-    up_share,
-    up_x,
-    dn_x,
-    log_no_event,
     billing_months,
     gm,
     c2s,
@@ -435,7 +516,8 @@ def _walk_plan_changes(
 ):
     """One customer interval by interval of constant level; returns its discounted revenue.
 
-    Month t's MRR is ``level × m[t]`` with the level of the interval holding t.
+    Month t's MRR is ``level × m[t]`` with the level of the interval holding t;
+    the level moves at plan or seat changes (``_change_level``).
     """
     horizon = m.shape[0]
     discounted = 0.0
@@ -447,7 +529,7 @@ def _walk_plan_changes(
     level_change[0] += level
     start = 0
     while True:
-        end = min(next_event, months)  # level is constant on [start, end)
+        end = min(next_change, months)  # level is constant on [start, end)
         discounted += level * (cum_cash_m[end] - cum_cash_m[start])
         while next_year < end:
             mrr = level * m[next_year]
@@ -482,11 +564,11 @@ def _walk_plan_changes(
                     p = close
         if end == months:
             break
-        events, x = next_uniform(events)
-        new_level = level * (up_x if x < up_share else dn_x)
+        new_level, next_change, change_state = _change_level(
+            level, end, changes, change_state, horizon
+        )
         level_change[end] += new_level - level
         level = new_level
-        events, next_event = _next_event(events, end, log_no_event, horizon)
         start = end
     level_change[months] -= level
     return discounted

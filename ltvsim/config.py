@@ -113,6 +113,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ),
     },
     "revenue": {
+        "mrr_model": Key(
+            "choice",
+            "per_account",
+            "",
+            "per_account: MRR from arpa_monthly and plan changes; seats: seat count x price "
+            "per seat, the count a random process ([seats])",
+            choices=("per_account", "seats"),
+        ),
         "arpa_monthly": Key(
             "float",
             1000.0,
@@ -146,6 +154,43 @@ SCHEMA: dict[str, dict[str, Key]] = {
             "currency per month",
             "cost per active customer beyond COGS",
             0.0,
+            uncertain=True,
+        ),
+    },
+    "seats": {
+        "initial": Key(
+            "float",
+            10.0,
+            "seats",
+            "mean seats of a new account (1 + geometric across accounts)",
+            1.0,
+            1e6,
+            uncertain=True,
+        ),
+        "price_monthly": Key(
+            "float",
+            100.0,
+            "currency per seat per month",
+            "list price of a seat (grows with expansion.price_increase)",
+            0.0,
+            uncertain=True,
+        ),
+        "added_per_seat_monthly": Key(
+            "float",
+            0.0,
+            "seats per seat per month",
+            "rate at which each seat brings a new one",
+            0.0,
+            10.0,
+            uncertain=True,
+        ),
+        "removed_per_seat_monthly": Key(
+            "float",
+            0.0,
+            "1/month",
+            "rate at which each seat but the account's first is removed",
+            0.0,
+            10.0,
             uncertain=True,
         ),
     },
@@ -585,6 +630,7 @@ def _resolve_segment(name: str, share: float, top: dict, own: dict) -> Segment:
             f"({upper[0]:g} + {upper[1]:g}); at most one plan change happens a month",
             f"{where}expansion",
         )
+    _check_mrr_model(values["revenue.mrr_model"], where, top, own)
     billing, renewal = values["revenue.billing_months"], values["churn.renewal_months"]
     if renewal % billing:
         raise ConfigError(
@@ -599,6 +645,38 @@ def _resolve_segment(name: str, share: float, top: dict, own: dict) -> Segment:
             f"{where}discount.timing",
         )
     return Segment(name, share, values, streams)
+
+
+# Keys that set MRR in the other model: an error to give them (they would be ignored).
+PER_ACCOUNT_ONLY = (
+    "revenue.arpa_monthly",
+    "revenue.arpa_cv",
+    "expansion.upsell_monthly_probability",
+    "expansion.upsell_size",
+    "expansion.downgrade_monthly_probability",
+    "expansion.downgrade_size",
+)
+
+
+def _check_mrr_model(mrr_model: str, where: str, top: dict, own: dict):
+    """Reject keys of the other MRR model (a segment that sets its own model
+    ignores the top level's keys of the other one)."""
+    sources = [own] if "mrr_model" in own.get("revenue", {}) else [top, own]
+    given = {
+        f"{section}.{key}"
+        for raw in sources
+        for section, keys in raw.items()
+        if isinstance(keys, Mapping)
+        for key in keys
+    }
+    if mrr_model == "seats":
+        clash = [path for path in PER_ACCOUNT_ONLY if path in given]
+        hint = "seats set MRR: use [seats] (seat changes replace plan changes)"
+    else:
+        clash = sorted(path for path in given if path.startswith("seats."))
+        hint = 'only used when revenue.mrr_model = "seats"'
+    if clash:
+        raise ConfigError(f"{hint}; got it with mrr_model = {mrr_model!r}", where + clash[0])
 
 
 def _upper(value) -> float:

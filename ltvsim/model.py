@@ -114,6 +114,11 @@ def kernel_inputs(config: Config, segment: Segment, inputs: dict) -> dict:
         downgrade_size=inputs["expansion.downgrade_size"],
         price_increase=price,
         price_every=segment["expansion.price_increase_every_months"],
+        seat_model=segment["revenue.mrr_model"] == "seats",
+        seat_price=inputs["seats.price_monthly"],
+        seats_initial=inputs["seats.initial"],
+        seat_add_rate=inputs["seats.added_per_seat_monthly"],
+        seat_remove_rate=inputs["seats.removed_per_seat_monthly"],
         billing_months=billing,
         multiplier=multiplier,
         multiplier_rising=log_drift >= 0.0,
@@ -139,10 +144,20 @@ def long_run_nrr(args: dict) -> np.ndarray:
     E[MRR]. LTV over an unbounded horizon is finite only if this is below
     1 + the annual discount rate.
     """
-    step = np.exp(args["log_drift"] + 0.5 * args["volatility"] ** 2) * (
-        1.0 + args["upsell_p"] * args["upsell_size"] - args["downgrade_p"] * args["downgrade_size"]
+    # Yearly growth of E[level] as t grows: seats e^(12 max(r, 0)) (bounded if r < 0).
+    if args["seat_model"]:
+        r = args["seat_add_rate"] - args["seat_remove_rate"]
+        level_growth = np.exp(12.0 * np.maximum(r, 0.0))
+    else:
+        level_growth = (
+            1.0
+            + args["upsell_p"] * args["upsell_size"]
+            - args["downgrade_p"] * args["downgrade_size"]
+        ) ** 12
+    step = np.exp(args["log_drift"] + 0.5 * args["volatility"] ** 2)
+    mrr_growth = (
+        level_growth * step**12 * (1.0 + args["price_increase"]) ** (12.0 / args["price_every"])
     )
-    mrr_growth = step**12 * (1.0 + args["price_increase"]) ** (12.0 / args["price_every"])
     renewal = args["renewal_months"]
     if args["model"] == _kernels.SBG:
         survival = np.ones_like(step)
@@ -202,6 +217,30 @@ def discount_weights(annual_rate, horizon: int, timing: str) -> np.ndarray:
     return np.exp(log_v * t) * average
 
 
+def expected_level(args: dict, t: np.ndarray) -> np.ndarray:
+    """E[level of MRR in month t] (before growth, volatility and price increases).
+
+    Per account: ``ARPA (1 + p_up·up − p_down·down)^t``. Seats: price per seat
+    × E[seats(t)]; with add rate λ per seat and removal rate δ per seat but
+    the first, ``dE/dt = (λ − δ) E + δ``, so ``E[seats(t)] = (m + δ/r) e^(rt)
+    − δ/r``, ``r = λ − δ`` (``m + δt`` when r = 0), m the initial mean.
+    """
+    t = np.asarray(t, dtype=np.float64)[None, :]
+    if args["seat_model"]:
+        m = args["seats_initial"][:, None]
+        add, remove = args["seat_add_rate"][:, None], args["seat_remove_rate"][:, None]
+        r = add - remove
+        safe_r = np.where(r == 0.0, 1.0, r)
+        seats = np.where(
+            r == 0.0, m + remove * t, (m + remove / safe_r) * np.exp(safe_r * t) - remove / safe_r
+        )
+        return args["seat_price"][:, None] * seats
+    change = (
+        1.0 + args["upsell_p"] * args["upsell_size"] - args["downgrade_p"] * args["downgrade_size"]
+    )
+    return args["arpa"][:, None] * change[:, None] ** t
+
+
 def expected_ltv(args: dict, horizon: int) -> dict[str, np.ndarray]:
     """Exact E[LTV tiers | trial inputs] per trial, from the kernel's arrays ``args``.
 
@@ -209,8 +248,8 @@ def expected_ltv(args: dict, horizon: int) -> dict[str, np.ndarray]:
     month t is ``S(t) × E[MRR(t)]`` with ``S`` the survival of the churn model
     (``(1-q)^n``, sBG ``B(α, β+n)/B(α, β)`` or the curve's table, n renewals
     by month t, times ``1 − first_renewal_churn`` after the first) and
-    ``E[MRR(t)] = ARPA × M(t) × m^t`` with ``M(t) = exp(μ t) (1 + price
-    increase)^⌊t/every⌋`` and ``m = exp(σ²/2) (1 + p_up·up − p_down·down)``.
+    ``E[MRR(t)] = E[level(t)] × M(t) × exp(σ² t / 2)`` with ``M(t) = exp(μ t)
+    (1 + price increase)^⌊t/every⌋`` (see ``expected_level``).
     Revenue is discounted to when it is paid (``cash_weights``), the cost to
     serve monthly.
     """
@@ -225,11 +264,8 @@ def expected_ltv(args: dict, horizon: int) -> dict[str, np.ndarray]:
     else:
         survival = (1.0 - args["churn_per_renewal"][:, None]) ** renewals
     survival = survival * np.where(renewals >= 1, 1.0 - args["first_renewal_churn"][:, None], 1.0)
-    # E[MRR(t)] / (ARPA M(t)): volatility's and plan changes' mean growth.
-    step = np.exp(0.5 * args["volatility"] ** 2) * (
-        1.0 + args["upsell_p"] * args["upsell_size"] - args["downgrade_p"] * args["downgrade_size"]
-    )
-    revenue = args["arpa"][:, None] * args["multiplier"] * step[:, None] ** t * survival
+    volatility_growth = np.exp(0.5 * args["volatility"][:, None] ** 2 * t)
+    revenue = expected_level(args, t) * args["multiplier"] * volatility_growth * survival
     margin, cost = args["margin"][:, None], args["cost"][:, None]
     return {
         "revenue": revenue.sum(axis=1),

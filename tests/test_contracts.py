@@ -20,6 +20,28 @@ from ltvsim.simulate import run_segments
 
 from .conftest import BASE, RICH, assert_mc_close, merge
 
+SEATS = {
+    "initial": 8.0,
+    "price_monthly": {"dist": "uniform", "low": 40, "high": 60},
+    "added_per_seat_monthly": 0.03,
+    "removed_per_seat_monthly": 0.02,
+}
+
+
+def seats_only(raw: dict) -> dict:
+    """``raw`` without the per-account MRR keys the seats model rejects."""
+    out = merge(raw)
+    out["revenue"] = {
+        k: v for k, v in out["revenue"].items() if k not in ("arpa_monthly", "arpa_cv")
+    }
+    out["expansion"] = {
+        k: v
+        for k, v in out.get("expansion", {}).items()
+        if not k.startswith(("upsell", "downgrade"))
+    }
+    return out
+
+
 NO_VOLATILITY = merge(
     RICH,
     simulation={"trials": 12, "customers": 3000, "horizon_months": 100, "seed": 8},
@@ -40,11 +62,14 @@ NO_VOLATILITY = merge(
         # Costs above some customers' gross profit: cumulative profit can fall.
         {"revenue": {"cost_to_serve_monthly": 700.0}},
         {"churn": {"model": "curve", "monthly_rates": [0.2, 0.05, 0.01], "renewal_months": 1}},
+        {"revenue": {"mrr_model": "seats"}, "seats": SEATS},
     ],
-    ids=["monthly", "quarterly-billing", "semiannual-billing", "loss-making", "curve"],
+    ids=["monthly", "quarterly-billing", "semiannual-billing", "loss-making", "curve", "seats"],
 )
 def test_plan_change_walk_equals_month_by_month(changes):
     raw = merge(NO_VOLATILITY, **changes)
+    if "seats" in changes:
+        raw = seats_only(raw)
     if "curve" in str(changes):
         raw["churn"] = {k: v for k, v in raw["churn"].items() if k not in ("alpha", "beta")}
     config = ltvsim.load_config(raw)
@@ -190,3 +215,52 @@ def test_billing_must_divide_the_term(tmp_path):
     spike.write_text("[churn]\nfirst_renewal_churn = 1.5\n")
     result = CliRunner().invoke(app, ["run", str(spike)])
     assert result.exit_code == 2 and "churn.first_renewal_churn" in result.output
+
+
+def expected_seats(m, add, remove, t):
+    """E[seats(t)], the first seat never removed (see model.expected_level)."""
+    r = add - remove
+    return m + remove * t if r == 0 else (m + remove / r) * np.exp(r * t) - remove / r
+
+
+@pytest.mark.parametrize(("add", "remove"), [(0.03, 0.02), (0.0, 0.05), (0.02, 0.02)])
+def test_seat_count_mean_follows_the_closed_form(add, remove):
+    """Seats x price with no churn: E[MRR(t)] = price E[seats(t)] (1 + price increase)^(t // 12)."""
+    raw = merge(
+        BASE,
+        simulation={"trials": 10, "customers": 4000, "horizon_months": 60},
+        churn={"monthly_rate": 0.0},
+        revenue={"mrr_model": "seats"},
+        seats={
+            "initial": 8.0,
+            "price_monthly": 50.0,
+            "added_per_seat_monthly": add,
+            "removed_per_seat_monthly": remove,
+        },
+        expansion={"price_increase": 0.05},
+    )
+    ds = ltvsim.simulate(seats_only(raw)).sel(segment="all")
+    for t in (0, 12, 35, 59):
+        expected = 50.0 * expected_seats(8.0, add, remove, t) * 1.05 ** (t // 12)
+        assert_mc_close(ds.revenue.sel(period=t).values, expected)
+    months = np.arange(60)
+    exact = (50.0 * expected_seats(8.0, add, remove, months) * 1.05 ** (months // 12)).sum()
+    np.testing.assert_allclose(ds.expected_ltv_revenue, exact, rtol=1e-12)
+    assert_mc_close(ds.ltv_revenue.values, exact)
+
+
+def test_seats_long_run_nrr_and_key_checks():
+    raw = seats_only(
+        merge(BASE, revenue={"mrr_model": "seats"}, seats={"added_per_seat_monthly": 0.02})
+    )
+    config = ltvsim.load_config(raw)
+    from ltvsim.model import draw_inputs
+
+    args = kernel_inputs(config, config.segments[0], draw_inputs(config, config.segments[0], 0, 1))
+    np.testing.assert_allclose(long_run_nrr(args), 0.98**12 * np.exp(12 * 0.02), rtol=1e-12)
+    with pytest.raises(ltvsim.ConfigError, match=r"^revenue\.arpa_monthly: seats set MRR"):
+        ltvsim.load_config(merge(raw, revenue={"arpa_monthly": 900}))
+    with pytest.raises(ltvsim.ConfigError, match=r"^seats\.initial: only used when"):
+        ltvsim.load_config(merge(BASE, seats={"initial": 5}))
+    with pytest.raises(ltvsim.ConfigError, match=r"seats\.initial"):
+        ltvsim.load_config(merge(raw, seats={"initial": 0.5}))
