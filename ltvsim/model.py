@@ -82,6 +82,12 @@ def kernel_inputs(config: Config, segment: Segment, inputs: dict) -> dict:
     cum_weights = np.zeros((count, horizon + 1))
     np.cumsum(weights, axis=1, out=cum_weights[:, 1:])
     cv = inputs["revenue.arpa_cv"]
+    # Costs (README "Costs"): payment fees are a cost of revenue, inside gross profit;
+    # retention spend and onboarding come after it. The kernel's payback and customer
+    # histogram use the contribution net of every monthly cost and recover CAC plus
+    # onboarding. With every cost 0 these are the drawn inputs, bit for bit.
+    service_cost = inputs["revenue.cost_to_serve_monthly"] + inputs["costs.payment_fee_fixed"]
+    retention = inputs["costs.retention_monthly"]
     return dict(
         model=MODEL_CODES[model],
         renewal_months=renewal,
@@ -91,9 +97,12 @@ def kernel_inputs(config: Config, segment: Segment, inputs: dict) -> dict:
         beta=np.ascontiguousarray(sbg_beta),
         arpa=inputs["revenue.arpa_monthly"],
         arpa_sigma=np.sqrt(np.log1p(cv**2)),
-        margin=inputs["revenue.gross_margin"],
-        cost=inputs["revenue.cost_to_serve_monthly"],
-        cac=inputs["acquisition.cac"],
+        margin=inputs["revenue.gross_margin"] - inputs["costs.payment_fee"],
+        service_cost=service_cost,
+        retention=retention,
+        onboarding=inputs["costs.onboarding"],
+        cost=service_cost + retention,
+        cac=inputs["acquisition.cac"] + inputs["costs.onboarding"],
         log_drift=log_drift,
         volatility=vol,
         upsell_p=inputs["expansion.upsell_monthly_probability"],
@@ -155,9 +164,12 @@ def expected_ltv(args: dict, horizon: int) -> dict[str, np.ndarray]:
         t // args["price_every"]
     )
     revenue = args["arpa"][:, None] * multiplier * survival
-    gross_profit = args["margin"][:, None] * revenue - args["cost"][:, None] * survival
+    gross_profit = args["margin"][:, None] * revenue - args["service_cost"][:, None] * survival
+    net = gross_profit - args["retention"][:, None] * survival
     return {
         "revenue": revenue.sum(axis=1),
         "gross_profit": gross_profit.sum(axis=1),
         "discounted": (gross_profit * args["weights"]).sum(axis=1),
+        "net": net.sum(axis=1) - args["onboarding"],
+        "net_discounted": (net * args["weights"]).sum(axis=1) - args["onboarding"],
     }
