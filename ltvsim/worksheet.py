@@ -225,6 +225,7 @@ def _simulated_step(label, values, previous) -> Step:
 def _variant(config: Config, *, expansion=False, cost=False) -> Config:
     """The config with point inputs (means) and only the chosen features switched on."""
     raw = copy.deepcopy(dict(config.source))
+    raw.pop("mix", None)  # the configured shares: an uncertain mix is input uncertainty
     for table in [raw, *raw.get("segments", [])]:
         for section in ("acquisition", "revenue", "costs", "churn", "expansion", "discount"):
             body = table.get(section)

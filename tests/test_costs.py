@@ -257,3 +257,53 @@ def test_cost_and_mix_structure_errors(raw, key, fragment):
         load_config(raw)
     assert info.value.key == key
     assert fragment in str(info.value)
+
+
+def test_summary_shows_costs_only_when_present(costed):
+    from ltvsim.analysis import SUMMARY_VARIABLES, summary_table, summary_variables
+
+    plain = ltvsim.simulate(BASE, trials=3, customers=50)
+    assert summary_variables(plain) == SUMMARY_VARIABLES
+    fees = ltvsim.simulate(merge(BASE, costs={"payment_fee": 0.03}), trials=3, customers=50)
+    assert summary_variables(fees) == (*SUMMARY_VARIABLES, "cost_payment_fees")
+    shown = [row["variable"] for row in summary_table(costed)]
+    assert shown[:5] == [
+        "ltv_revenue",
+        "ltv_gross_profit",
+        "ltv_discounted",
+        "ltv_net",
+        "ltv_net_discounted",
+    ]
+    assert shown[-4:] == ["cost_to_serve", "cost_payment_fees", "cost_retention", "cost_onboarding"]
+    # the net tiers' means are their exact expectations, as for the other tiers
+    row = next(r for r in summary_table(costed) if r["variable"] == "ltv_net")
+    assert row["mean"] == pytest.approx(float(_all(costed, "expected_ltv_net").mean()), rel=1e-12)
+
+
+def test_worksheet_bridge_ends_with_the_net_tier_and_cli_shows_it(tmp_path):
+    from ltvsim.worksheet import worksheet
+
+    raw = merge(
+        BASE,
+        simulation={"trials": 20, "customers": 300, "horizon_months": 60},
+        costs={"payment_fee": 0.03, "retention_monthly": {"dist": "gamma", "mean": 30, "sd": 5}},
+        discount={"annual_rate": 0.1},
+    )
+    sheet = worksheet(raw)
+    labels = [step.label for step in sheet.bridge]
+    assert "+ cost to serve and payment fees" in labels
+    assert labels[-1].startswith("- retention spend and onboarding")
+    assert sheet.bridge[-1].change < 0
+    assert sheet.averaging is None  # no segments, nothing averaged
+    path = tmp_path / "costs.toml"
+    path.write_text(
+        "[simulation]\ntrials = 10\ncustomers = 200\nhorizon_months = 36\n"
+        "[costs]\nonboarding = 500\n"
+        '[[segments]]\nname = "a"\nshare = 0.5\n'
+        '[[segments]]\nname = "b"\nshare = 0.5\nchurn = {monthly_rate = 0.05}\n'
+    )
+    done = CliRunner().invoke(app, ["worksheet", str(path)], env={"COLUMNS": "200"})
+    assert done.exit_code == 0, done.output
+    assert "- retention spend and onboarding" in done.output
+    assert "averaging the segments" in done.output
+    assert "churn.monthly_rate = 0.035" in done.output

@@ -180,3 +180,21 @@ def test_naive_average_keeps_shared_inputs_and_averages_the_rest():
         blended.input_acquisition_cac.sel(segment="a").values,
     )
     assert [r["measure"] for r in gap.rows][-1] == "P(LTV:CAC < 3)"
+
+
+def test_worksheet_and_report_show_the_averaging_gap():
+    from ltvsim.plot import worksheet_html
+    from ltvsim.worksheet import worksheet
+
+    raw = merge(BASE, simulation={"trials": 10, "customers": 200, "horizon_months": 48})
+    raw["segments"] = [
+        {"name": "loyal", "share": 0.5, "churn": {"monthly_rate": 0.01}},
+        {"name": "fickle", "share": 0.5, "churn": {"monthly_rate": 0.07}},
+    ]
+    raw["mix"] = {"concentration": 50}
+    sheet = worksheet(raw)
+    rows = {r["measure"]: r for r in sheet.averaging.rows}
+    assert "mean net LTV" not in rows  # no costs below gross profit: same as gross
+    assert rows["mean gross-profit LTV"]["difference"] < 0
+    page = worksheet_html(sheet)
+    assert "Averaging the segments" in page and "churn.monthly_rate = 0.04" in page
