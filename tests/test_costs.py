@@ -15,6 +15,8 @@ point (1e-12 relative); the simulated cohort's cost totals must agree within
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import ltvsim
@@ -25,6 +27,7 @@ from ltvsim.dataset import VARIABLES
 from ltvsim.model import draw_inputs, kernel_inputs
 
 from .conftest import BASE, RICH, assert_mc_close, merge
+from .test_invariants import configs
 
 COSTS = {"onboarding": 800.0, "retention_monthly": 40.0, "payment_fee": 0.029}
 ANNUAL_DISCOUNT = 0.10
@@ -307,3 +310,36 @@ def test_worksheet_bridge_ends_with_the_net_tier_and_cli_shows_it(tmp_path):
     assert "- retention spend and onboarding" in done.output
     assert "averaging the segments" in done.output
     assert "churn.monthly_rate = 0.035" in done.output
+
+
+@settings(
+    max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(
+    configs(), st.floats(0.0, 0.2), st.floats(0.0, 2.0), st.floats(0.0, 200.0), st.floats(0.0, 5e3)
+)
+def test_costs_only_lower_profit_and_delay_payback(config, fee, fixed, retention, onboarding):
+    """Same seed with and without costs: the same customers, less profit, later payback."""
+    costs = {
+        "payment_fee": fee,
+        "payment_fee_fixed": fixed,
+        "retention_monthly": retention,
+        "onboarding": onboarding,
+    }
+    without = ltvsim.simulate(config)
+    with_costs = ltvsim.simulate({**config, "costs": costs})
+    for name in ("survival", "revenue", "ltv_revenue", "cac"):
+        np.testing.assert_array_equal(with_costs[name].values, without[name].values)
+    scale = 1e-9 * (1 + np.abs(without.ltv_revenue.values) + onboarding)
+    gross, net = with_costs.ltv_gross_profit.values, with_costs.ltv_net.values
+    np.testing.assert_allclose(
+        gross,
+        without.ltv_gross_profit.values - with_costs.cost_payment_fees.values,
+        atol=scale.max(),
+    )
+    assert (net <= gross + scale).all()
+    assert (with_costs.ltv_net_discounted.values <= with_costs.ltv_discounted.values + scale).all()
+    later = np.nan_to_num(with_costs.payback_months.values, nan=np.inf)
+    earlier = np.nan_to_num(without.payback_months.values, nan=np.inf)
+    assert (later >= earlier - 1e-9).all()
+    assert (with_costs.paid_back_share.values <= without.paid_back_share.values).all()
