@@ -889,6 +889,8 @@ def _facts_html(ds: xr.Dataset) -> str:
     shares = _segment_shares(ds)
     if shares:
         facts.append(("segments (share)", ", ".join(f"{n} ({s:.0%})" for n, s in shares)))
+        if attrs.get("segment_mix"):
+            facts.append(("segment mix", attrs["segment_mix"]))
     if attrs.get("payments"):
         facts.append(("payments", attrs["payments"]))
     rows = "".join(f"<dt>{_e(k)}</dt><dd>{_e('—' if v is None else v)}</dd>" for k, v in facts)

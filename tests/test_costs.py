@@ -343,3 +343,14 @@ def test_costs_only_lower_profit_and_delay_payback(config, fee, fixed, retention
     earlier = np.nan_to_num(without.payback_months.values, nan=np.inf)
     assert (later >= earlier - 1e-9).all()
     assert (with_costs.paid_back_share.values <= without.paid_back_share.values).all()
+
+
+def test_fan_chart_draws_the_net_profit_that_payback_uses(costed):
+    pytest.importorskip("matplotlib")
+    from ltvsim import plot
+
+    fig = plot.fan_chart(costed)
+    line = next(a for ax in fig.axes for a in ax.get_lines() if a.get_gid() == "median")
+    median = costed.cumulative_net_profit_band.sel(segment="all", quantile=0.5).values
+    np.testing.assert_array_equal(line.get_ydata(), np.concatenate([[-800.0], median]))
+    assert fig.axes[0].get_ylabel().startswith("cumulative net profit")
