@@ -42,15 +42,28 @@ SUMMARY_VARIABLES = (
     "lifetime_months",
 )
 SUMMARY_QUANTILES = (0.05, 0.5, 0.95)
+# Shown by summary_variables only when the result has them non-zero.
+NET_TIERS = ("ltv_net", "ltv_net_discounted")
+COST_VARIABLES = ("cost_to_serve", "cost_payment_fees", "cost_retention", "cost_onboarding")
 
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 _EXPR = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
 
 
+def summary_variables(ds: xr.Dataset) -> tuple[str, ...]:
+    """The headline measures, plus each cost that is non-zero somewhere in ``ds``
+    and, when retention spend or onboarding is, the net LTV tiers after the others."""
+    costs = tuple(c for c in COST_VARIABLES if c in ds and bool((ds[c] != 0).any()))
+    if not {"cost_retention", "cost_onboarding"} & set(costs):
+        return SUMMARY_VARIABLES + costs
+    after = SUMMARY_VARIABLES.index("ltv_discounted") + 1
+    return SUMMARY_VARIABLES[:after] + NET_TIERS + SUMMARY_VARIABLES[after:] + costs
+
+
 def summarize(
     ds: xr.Dataset,
     quantiles=SUMMARY_QUANTILES,
-    variables=SUMMARY_VARIABLES,
+    variables=None,
 ) -> xr.Dataset:
     """A tidy summary across trials: mean, sd, MC standard error and quantiles.
 
@@ -66,7 +79,12 @@ def summarize(
 
     >>> s = summarize(ds)                                      # doctest: +SKIP
     >>> s.trial_mean.sel(measure="ltv_cac", segment="all")     # doctest: +SKIP
+
+    ``variables`` defaults to :func:`summary_variables`: the costs and net
+    tiers appear when the result has costs.
     """
+    if variables is None:
+        variables = summary_variables(ds)
     q = np.asarray(quantiles, dtype=float)
     values = np.stack([_per_trial(ds, name) for name in variables])
     estimators = [_mean_estimator(ds, name) for name in variables]

@@ -334,7 +334,34 @@ def worksheet_tables(sheet) -> list[Table]:
             digits = 2 if "cac" in name else (1 if "months" in name else 0)
             sim.add_row(name, *(f"{values[k]:,.{digits}f}" for k in ("mean", "p5", "p95")))
     sim.add_row("P(LTV:CAC < 3)", f"{sheet.simulated['p_ltv_cac_below_3']:.1%}", "", "")
-    return [steps, bridge, sim]
+    tables = [steps, bridge, sim]
+    if sheet.averaging is not None:
+        tables.append(_averaging_table(sheet.averaging, c))
+    return tables
+
+
+def _averaging_table(gap, currency: str) -> Table:
+    """The naive average of the segments beside the correct blend."""
+    averaged = ", ".join(f"{k} = {v:,.6g}" for k, v in gap.averaged.items()) or "none"
+    table = Table(
+        title="averaging the segments (the seeds' mistake) vs simulating them separately "
+        f"(money in {currency})",
+        title_justify="left",
+        caption=f"averaged inputs: {averaged}",
+        caption_justify="left",
+    )
+    for column in ("measure", "segments blended", "averaged inputs", "difference", "± MC se"):
+        table.add_column(column, justify="left" if column == "measure" else "right")
+    for row in gap.rows:
+        pattern = (
+            "{:.1%}"
+            if row["measure"].startswith("P(")
+            else ("{:,.2f}" if "LTV:CAC" in row["measure"] else "{:,.0f}")
+        )
+        cells = [pattern.format(row[k]) for k in ("blend", "naive", "difference")]
+        cells[2] = ("+" if row["difference"] > 0 else "") + cells[2]
+        table.add_row(row["measure"], *cells, pattern.format(row["difference_se"]))
+    return table
 
 
 ScenarioOption = Annotated[

@@ -194,6 +194,45 @@ SCHEMA: dict[str, dict[str, Key]] = {
             uncertain=True,
         ),
     },
+    "costs": {
+        "onboarding": Key(
+            "float",
+            0.0,
+            "currency per customer",
+            "one-off cost of onboarding a new customer, at acquisition (time 0, not "
+            "discounted, like CAC); in net LTV and payback, not in gross-profit LTV",
+            0.0,
+            uncertain=True,
+        ),
+        "retention_monthly": Key(
+            "float",
+            0.0,
+            "currency per month",
+            "retention spend (customer success, marketing) per active customer; "
+            "in net LTV and payback, not in gross-profit LTV",
+            0.0,
+            uncertain=True,
+        ),
+        "payment_fee": Key(
+            "float",
+            0.0,
+            "1",
+            "payment-processing fee as a fraction of revenue (e.g. 0.029); a cost of "
+            "revenue, in gross-profit LTV (gross_margin is taken to exclude it)",
+            0.0,
+            1.0,
+            high_open=True,
+            uncertain=True,
+        ),
+        "payment_fee_fixed": Key(
+            "float",
+            0.0,
+            "currency per payment",
+            "fixed payment-processing fee per monthly payment; in gross-profit LTV",
+            0.0,
+            uncertain=True,
+        ),
+    },
     "churn": {
         "model": Key("choice", "constant", "", "churn model", choices=("constant", "sbg", "curve")),
         "monthly_rate": _rate(
@@ -303,7 +342,20 @@ SCHEMA: dict[str, dict[str, Key]] = {
             choices=("start", "middle", "end", "continuous"),
         ),
     },
+    "mix": {
+        "concentration": Key(
+            "float",
+            None,
+            "1",
+            "segment shares uncertain: Dirichlet(concentration × share) around the "
+            "configured shares, drawn per trial (share sd sqrt(s(1-s)/(concentration+1))); "
+            "unset: fixed shares",
+            1.0,
+        ),
+    },
 }
+# Sections that hold one setting for the whole run: a segment cannot override them.
+RUN_SECTIONS = ("simulation", "mix")
 
 CHURN_MODEL_KEYS = {
     "constant": {"monthly_rate", "annual_rate"},
@@ -344,6 +396,7 @@ class Config:
     simulation: Mapping[str, object]
     segments: tuple[Segment, ...]
     named_segments: bool  # False when the config has no [[segments]]
+    mix_concentration: float | None = None  # Dirichlet concentration of uncertain shares
 
     @property
     def trials(self) -> int:
@@ -409,7 +462,7 @@ def all_paths() -> list[str]:
     return [
         f"{section}.{key}"
         for section, keys in SCHEMA.items()
-        if section != "simulation"
+        if section not in RUN_SECTIONS
         for key in keys
     ]
 
@@ -545,7 +598,14 @@ def _validate(raw: dict) -> Config:
 
     if not isinstance(raw_segments, list):
         raise ConfigError("must be an array of tables: [[segments]]", "segments")
-    model_sections = {k: v for k, v in SCHEMA.items() if k != "simulation"}
+    mix = {k: spec.default for k, spec in SCHEMA["mix"].items()}
+    mix.update(checked.pop("mix", {}))
+    if mix["concentration"] is not None and not raw_segments:
+        raise ConfigError(
+            "an uncertain segment mix needs [[segments]] (the config has none)",
+            "mix.concentration",
+        )
+    model_sections = {k: v for k, v in SCHEMA.items() if k not in RUN_SECTIONS}
     segments = []
     if not raw_segments:
         segments.append(_resolve_segment(RESERVED_SEGMENT, 1.0, checked, {}))
@@ -577,14 +637,14 @@ def _validate(raw: dict) -> Config:
         if abs(total - 1.0) > 1e-9:
             shares = ", ".join(f"{s.name}={s.share:g}" for s in segments)
             raise ConfigError(f"segment shares must sum to 1, got {total:g} ({shares})", "segments")
-    return Config(raw, simulation, tuple(segments), bool(raw_segments))
+    return Config(raw, simulation, tuple(segments), bool(raw_segments), mix["concentration"])
 
 
 def _resolve_segment(name: str, share: float, top: dict, own: dict) -> Segment:
     where = "" if name == RESERVED_SEGMENT else f"segments.{name}."
     values, streams = {}, {}
     for section, keys in SCHEMA.items():
-        if section == "simulation":
+        if section in RUN_SECTIONS:
             continue
         for key, spec in keys.items():
             path = f"{section}.{key}"

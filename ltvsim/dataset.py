@@ -12,6 +12,7 @@ import xarray as xr
 
 from . import __version__, _kernels
 from .config import Config, key_spec
+from .mix import segment_shares
 from .model import cash_by_month, expected_ltv, kernel_inputs, long_run_nrr, retention_years
 
 TRIAL = ("trial", "segment")
@@ -23,14 +24,21 @@ VARIABLES: dict[str, tuple[tuple[str, ...], str, str]] = {
     "ltv_revenue": (TRIAL, "{money}", "revenue LTV (never compare with CAC)"),
     "ltv_gross_profit": (TRIAL, "{money}", "gross-profit LTV"),
     "ltv_discounted": (TRIAL, "{money}", "discounted gross-profit LTV (NPV)"),
+    "ltv_net": (
+        TRIAL,
+        "{money}",
+        "net LTV: gross-profit LTV - retention spend - onboarding (CAC not subtracted)",
+    ),
+    "ltv_net_discounted": (TRIAL, "{money}", "discounted net LTV (NPV; CAC not subtracted)"),
     "cac": (TRIAL, "{money}", "customer acquisition cost"),
     "ltv_cac": (TRIAL, "1", "LTV:CAC (gross-profit LTV / CAC)"),
     "ltv_cac_discounted": (TRIAL, "1", "discounted LTV:CAC (discounted LTV / CAC)"),
     "payback_months": (
         TRIAL,
         "months",
-        "CAC payback: months until cumulative gross profit per acquired customer reaches "
-        "CAC, gross profit accruing evenly within a month; NaN if not within the horizon",
+        "CAC payback: months until cumulative net profit (gross profit - retention spend - "
+        "onboarding) per acquired customer reaches CAC, profit accruing evenly within a "
+        "month; NaN if not within the horizon",
     ),
     "lifetime_months": (TRIAL, "months", "mean months active within the horizon"),
     "long_run_nrr": (
@@ -54,6 +62,21 @@ VARIABLES: dict[str, tuple[tuple[str, ...], str, str]] = {
         "{money}",
         "E[discounted gross-profit LTV | the trial's inputs]",
     ),
+    "expected_ltv_net": (TRIAL, "{money}", "E[net LTV | the trial's inputs]"),
+    "expected_ltv_net_discounted": (TRIAL, "{money}", "E[discounted net LTV | the trial's inputs]"),
+    # Costs per acquired customer (README "Costs"); the first two are inside gross profit.
+    "cost_to_serve": (TRIAL, "{money}", "cost to serve (revenue.cost_to_serve_monthly)"),
+    "cost_to_serve_discounted": (TRIAL, "{money}", "discounted cost to serve"),
+    "cost_payment_fees": (
+        TRIAL,
+        "{money}",
+        "payment-processing fees (costs.payment_fee x revenue + costs.payment_fee_fixed "
+        "per payment)",
+    ),
+    "cost_payment_fees_discounted": (TRIAL, "{money}", "discounted payment-processing fees"),
+    "cost_retention": (TRIAL, "{money}", "retention spend (costs.retention_monthly)"),
+    "cost_retention_discounted": (TRIAL, "{money}", "discounted retention spend"),
+    "cost_onboarding": (TRIAL, "{money}", "onboarding cost (costs.onboarding, at acquisition)"),
     "survival": (PATH, "1", "share of acquired customers active in the month"),
     "revenue": (PATH, "{money}", "revenue in the month"),
     "gross_profit": (PATH, "{money}", "gross profit in the month"),
@@ -63,10 +86,15 @@ VARIABLES: dict[str, tuple[tuple[str, ...], str, str]] = {
         "{money}",
         "discounted gross profit up to and including the month",
     ),
+    "cumulative_net_profit": (
+        PATH,
+        "{money}",
+        "gross profit - retention spend up to and including the month, - onboarding",
+    ),
     "paid_back_share": (
         PATH,
         "1",
-        "share of acquired customers whose own cumulative gross profit (as paid) has reached CAC",
+        "share of acquired customers whose own cumulative net profit (as paid) has reached CAC",
     ),
     "nrr": (
         YEARLY,
@@ -96,7 +124,7 @@ def build_dataset(config: Config, runs) -> xr.Dataset:
     per_segment = [_segment_values(config, run) for run in runs]
     names = [s.name for s in config.segments]
     if config.named_segments:
-        shares = np.array([s.share for s in config.segments])
+        shares = segment_shares(config, 0, config.trials)
         per_segment.append(_blend(per_segment, shares))
         names.append("all")
 
@@ -120,7 +148,16 @@ def build_dataset(config: Config, runs) -> xr.Dataset:
         )
 
     quantiles = np.asarray(config.quantiles)
-    for name in [*BANDED, *(input_variable(p) for p in config.uncertain_inputs())]:
+    if config.named_segments:
+        data["segment_share"] = xr.Variable(
+            TRIAL,
+            np.vstack([shares, np.ones(config.trials)]).T,
+            {"units": "1", "long_name": "share of the trial's acquired customers in the segment"},
+        )
+    shown = [*BANDED, *(input_variable(p) for p in config.uncertain_inputs())]
+    if config.mix_concentration:
+        shown.append("segment_share")
+    for name in shown:
         var = data[name]
         band = band_quantiles(var.values, quantiles)
         data[f"{name}_band"] = xr.Variable(
@@ -130,14 +167,17 @@ def build_dataset(config: Config, runs) -> xr.Dataset:
         )
     hists = [run.customer_hist / run.customer_hist.sum() for run in runs]
     if config.named_segments:
-        hists.append(sum(s.share * h for s, h in zip(config.segments, hists, strict=True)))
+        # customers pooled over trials: each segment weighted by its mean share
+        mean_shares = shares.mean(axis=1) if config.mix_concentration else shares[:, 0]
+        hists.append(sum(w * h for w, h in zip(mean_shares, hists, strict=True)))
     data[CUSTOMER_LTV_BAND] = xr.Variable(
         ("quantile", "segment"),
         np.stack([histogram_quantiles(h, quantiles) for h in hists], axis=-1),
         {
             "units": money.replace("per acquired customer", "per customer"),
-            "long_name": "quantiles of individual customers' discounted gross-profit LTV, "
-            "pooled over all trials (histogram, 0.67% relative bin width)",
+            "long_name": "quantiles of individual customers' discounted gross-profit LTV "
+            "(net of retention spend, before onboarding), pooled over all trials "
+            "(histogram, 0.67% relative bin width)",
         },
     )
 
@@ -166,6 +206,9 @@ def build_dataset(config: Config, runs) -> xr.Dataset:
         "currency": config.currency,
         "discount_timing": config.segments[0]["discount.timing"],
         "antithetic_inputs": int(config.antithetic_inputs),
+        "segment_mix": "fixed shares"
+        if config.mix_concentration is None
+        else f"Dirichlet around the shares, concentration {config.mix_concentration:g}",
         "payments": "in advance: a customer pays in month 0 and every month it is active",
         "config": config.to_json(),
     }
@@ -174,29 +217,44 @@ def build_dataset(config: Config, runs) -> xr.Dataset:
 
 def _segment_values(config: Config, run) -> dict[str, np.ndarray]:
     n = config.customers
-    inputs = run.inputs
-    margin = inputs["revenue.gross_margin"][:, None]
-    cost = inputs["revenue.cost_to_serve_monthly"][:, None]
+    args = kernel_inputs(config, run.segment, run.inputs)
     survival = run.alive / n
     revenue = run.revenue / n
+    weights = run.weights
+    # margin is net of the payment fee, service cost includes the fixed fee (model.kernel_inputs)
+    margin, service_cost = args["margin"][:, None], args["service_cost"][:, None]
+    gross_profit = margin * revenue - service_cost * survival
     # Gross profit by the month it is paid: revenue billed in advance, costs monthly.
     cash = cash_by_month(revenue, run.segment["revenue.billing_months"])
-    cash_gross_profit = margin * cash - cost * survival
-    args = kernel_inputs(config, run.segment, inputs)
+    cash_gross_profit = margin * cash - service_cost * survival
+    lifetime = survival.sum(axis=1)
+    discounted_lifetime = (survival * weights).sum(axis=1)
+    cost_to_serve = run.inputs["revenue.cost_to_serve_monthly"]
+    fee, fixed_fee = run.inputs["costs.payment_fee"], run.inputs["costs.payment_fee_fixed"]
+    retention = args["retention"]
     out = {
-        "cac": inputs["acquisition.cac"],
+        "cac": run.inputs["acquisition.cac"],
         "survival": survival,
         "revenue": revenue,
-        "gross_profit": margin * revenue - cost * survival,
+        "gross_profit": gross_profit,
         "cash_gross_profit": cash_gross_profit,
-        "cumulative_discounted_gross_profit": np.cumsum(cash_gross_profit * run.weights, axis=1),
+        "cumulative_discounted_gross_profit": np.cumsum(cash_gross_profit * weights, axis=1),
         "paid_back_share": np.cumsum(run.paid_first, axis=1) / n,
+        "retention_spend": retention[:, None] * survival,  # per month; for net profit
+        "cost_to_serve": cost_to_serve * lifetime,
+        "cost_to_serve_discounted": cost_to_serve * discounted_lifetime,
+        "cost_payment_fees": fee * revenue.sum(axis=1) + fixed_fee * lifetime,
+        "cost_payment_fees_discounted": fee * (cash * weights).sum(axis=1)
+        + fixed_fee * discounted_lifetime,
+        "cost_retention": retention * lifetime,
+        "cost_retention_discounted": retention * discounted_lifetime,
+        "cost_onboarding": args["onboarding"],
         "retained": run.retained / n,
         "long_run_nrr": long_run_nrr(args),
         "billing_months": run.segment["revenue.billing_months"],
     }
     out["ltv_unbounded"] = (
-        (out["long_run_nrr"] >= 1.0 + inputs["discount.annual_rate"]) & (margin[:, 0] > 0)
+        (out["long_run_nrr"] >= 1.0 + run.inputs["discount.annual_rate"]) & (margin[:, 0] > 0)
     ).astype(np.float64)
     for tier, values in expected_ltv(args, config.horizon_months).items():
         out[f"expected_ltv_{tier}"] = values
@@ -204,17 +262,27 @@ def _segment_values(config: Config, run) -> dict[str, np.ndarray]:
 
 
 def _derived(v: dict) -> dict:
-    """Fill in the variables that follow from the per-month paths and CAC."""
+    """Fill in the variables that follow from the per-month paths, costs and CAC."""
     v["cumulative_gross_profit"] = np.cumsum(v["gross_profit"], axis=1)
+    net_profit = v["gross_profit"] - v["retention_spend"]
+    v["cumulative_net_profit"] = np.cumsum(net_profit, axis=1) - v["cost_onboarding"][:, None]
     v["ltv_revenue"] = v["revenue"].sum(axis=1)
     v["ltv_gross_profit"] = v["cumulative_gross_profit"][:, -1]
     v["ltv_discounted"] = v["cumulative_discounted_gross_profit"][:, -1]
+    v["ltv_net"] = v["cumulative_net_profit"][:, -1]
+    v["ltv_net_discounted"] = (
+        v["ltv_discounted"] - v["cost_retention_discounted"] - v["cost_onboarding"]
+    )
     v["ltv_cac"] = v["ltv_gross_profit"] / v["cac"]
     v["ltv_cac_discounted"] = v["ltv_discounted"] / v["cac"]
     v["lifetime_months"] = v["survival"].sum(axis=1)
-    cash = v["cash_gross_profit"]
+    # Payback on cash: revenue counts when it is paid (billing in advance).
+    net_cash = v["cash_gross_profit"] - v["retention_spend"]
     v["payback_months"] = payback_months(
-        np.cumsum(cash, axis=1), cash, v["cac"], within_month=v["billing_months"] == 1
+        np.cumsum(net_cash, axis=1) - v["cost_onboarding"][:, None],
+        net_cash,
+        v["cac"],
+        within_month=v["billing_months"] == 1,
     )
     # MRR at month 12y is the revenue of month 12y.
     years = v["retained"].shape[1]
@@ -225,28 +293,46 @@ def _derived(v: dict) -> dict:
     return v
 
 
+# Per-acquired-customer amounts: the blend of segments is their share-weighted sum.
+ADDITIVE = (
+    "expected_ltv_revenue",
+    "expected_ltv_gross_profit",
+    "expected_ltv_discounted",
+    "expected_ltv_net",
+    "expected_ltv_net_discounted",
+    "cac",
+    "survival",
+    "revenue",
+    "gross_profit",
+    "cash_gross_profit",
+    "cumulative_discounted_gross_profit",
+    "paid_back_share",
+    "retention_spend",
+    "retained",
+    "cost_to_serve",
+    "cost_to_serve_discounted",
+    "cost_payment_fees",
+    "cost_payment_fees_discounted",
+    "cost_retention",
+    "cost_retention_discounted",
+    "cost_onboarding",
+)
+
+
 def _blend(per_segment: list[dict], shares: np.ndarray) -> dict:
-    """The "all" segment: share-weighted blend of per-acquired-customer amounts."""
-    additive = [
-        "expected_ltv_revenue",
-        "expected_ltv_gross_profit",
-        "expected_ltv_discounted",
-        "cac",
-        "survival",
-        "revenue",
-        "gross_profit",
-        "cash_gross_profit",
-        "cumulative_discounted_gross_profit",
-        "paid_back_share",
-        "retained",
-    ]
-    blend = {
-        k: sum(w * seg[k] for w, seg in zip(shares, per_segment, strict=True)) for k in additive
-    }
+    """The "all" segment: share-weighted blend of per-acquired-customer amounts.
+
+    ``shares[i, j]`` is segment i's share of the customers acquired in trial j.
+    """
+    blend = {}
+    for k in ADDITIVE:
+        blend[k] = sum(
+            (w if seg[k].ndim == 1 else w[:, None]) * seg[k]
+            for w, seg in zip(shares, per_segment, strict=True)
+        )
     # Unbounded if any segment is; the largest NRR dominates as tenure grows.
-    used = [seg for w, seg in zip(shares, per_segment, strict=True) if w > 0]
     for name in ("long_run_nrr", "ltv_unbounded", "billing_months"):
-        blend[name] = np.max([seg[name] for seg in used], axis=0)
+        blend[name] = np.max([seg[name] for seg in per_segment], axis=0)
     return _derived(blend)
 
 

@@ -92,6 +92,12 @@ def kernel_inputs(config: Config, segment: Segment, inputs: dict) -> dict:
         + np.log1p(price)[:, None] * (t // segment["expansion.price_increase_every_months"])
     )
     cv = inputs["revenue.arpa_cv"]
+    # Costs (README "Costs"): payment fees are a cost of revenue, inside gross profit;
+    # retention spend and onboarding come after it. The kernel's payback and customer
+    # histogram use the contribution net of every monthly cost and recover CAC plus
+    # onboarding. With every cost 0 these are the drawn inputs, bit for bit.
+    service_cost = inputs["revenue.cost_to_serve_monthly"] + inputs["costs.payment_fee_fixed"]
+    retention = inputs["costs.retention_monthly"]
     return dict(
         model=MODEL_CODES[model],
         renewal_months=renewal,
@@ -103,9 +109,12 @@ def kernel_inputs(config: Config, segment: Segment, inputs: dict) -> dict:
         beta=np.ascontiguousarray(sbg_beta),
         arpa=inputs["revenue.arpa_monthly"],
         arpa_sigma=np.sqrt(np.log1p(cv**2)),
-        margin=inputs["revenue.gross_margin"],
-        cost=inputs["revenue.cost_to_serve_monthly"],
-        cac=inputs["acquisition.cac"],
+        margin=inputs["revenue.gross_margin"] - inputs["costs.payment_fee"],
+        service_cost=service_cost,
+        retention=retention,
+        onboarding=inputs["costs.onboarding"],
+        cost=service_cost + retention,
+        cac=inputs["acquisition.cac"] + inputs["costs.onboarding"],
         log_drift=log_drift,
         volatility=vol,
         upsell_p=inputs["expansion.upsell_monthly_probability"],
@@ -266,11 +275,16 @@ def expected_ltv(args: dict, horizon: int) -> dict[str, np.ndarray]:
     survival = survival * np.where(renewals >= 1, 1.0 - args["first_renewal_churn"][:, None], 1.0)
     volatility_growth = np.exp(0.5 * args["volatility"][:, None] ** 2 * t)
     revenue = expected_level(args, t) * args["multiplier"] * volatility_growth * survival
-    margin, cost = args["margin"][:, None], args["cost"][:, None]
+    margin, service_cost = args["margin"][:, None], args["service_cost"][:, None]
+    gross_profit = margin * revenue - service_cost * survival
+    # Revenue is discounted to when it is paid, the monthly costs to their month.
+    discounted = margin * revenue * args["cash_weights"] - service_cost * survival * args["weights"]
+    retention = args["retention"][:, None] * survival
+    net_discounted = discounted - retention * args["weights"]
     return {
         "revenue": revenue.sum(axis=1),
-        "gross_profit": (margin * revenue - cost * survival).sum(axis=1),
-        "discounted": (
-            margin * revenue * args["cash_weights"] - cost * survival * args["weights"]
-        ).sum(axis=1),
+        "gross_profit": gross_profit.sum(axis=1),
+        "discounted": discounted.sum(axis=1),
+        "net": (gross_profit - retention).sum(axis=1) - args["onboarding"],
+        "net_discounted": net_discounted.sum(axis=1) - args["onboarding"],
     }
