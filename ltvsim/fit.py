@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize
-from scipy.special import betaln, digamma, gammaln, ndtri, polygamma
+from scipy.special import betaln, digamma, gammaln, ndtri, zeta
 
 from . import formulas
 
@@ -218,6 +218,9 @@ def fit_sbg(active) -> SBGFit:
         The data show no heterogeneity (retention does not rise with tenure):
         the likelihood is maximal as alpha and beta grow without bound with
         churn ``alpha / (alpha + beta)`` fixed; the constant churn model fits.
+        Reported when the optimum has alpha + beta > 1e5 and a log-likelihood
+        less than 0.01 above constant churn's (a likelihood-ratio statistic of
+        0.02: no evidence of heterogeneity).
 
     Examples
     --------
@@ -238,41 +241,71 @@ def fit_sbg(active) -> SBGFit:
         )
 
     def objective(log_params):
+        """Negative log-likelihood, gradient and Hessian in (log alpha, log beta)."""
         a, b = np.exp(log_params)
         value, grad, hess = _sbg_derivatives(terms, a, b, order=2)
         scale = np.array([a, b])
         g_log = grad * scale
-        h_log = hess * np.outer(scale, scale) + np.diag(g_log)
-        return -value, -g_log, -h_log
+        return -value, -g_log, -(hess * np.outer(scale, scale) + np.diag(g_log))
 
-    # start from the first period's churn with two spreads; keep the better maximum
+    # start from the first period's churn; a wider second start if the first fails
     churn1 = 1.0 - survived_first / sum(c[0] for c in cohorts if len(c) > 1)
     churn1 = min(max(churn1, 0.01), 0.99)
-    best = None
     for spread in (1.0, 10.0):
-        x0 = np.log([churn1 * spread, (1.0 - churn1) * spread])
-        res = optimize.minimize(
-            lambda x: objective(x)[:2],
-            x0,
-            jac=True,
-            hess=lambda x: objective(x)[2],
-            method="trust-exact",
-            options={"gtol": 1e-9, "maxiter": 500},
-        )
-        if best is None or res.fun < best.fun:
-            best = res
-    log_alpha, log_beta = best.x
-    if log_alpha + log_beta > 25.0 or not best.success:
-        churn = math.exp(log_alpha) / (math.exp(log_alpha) + math.exp(log_beta))
+        x = _newton_minimise(objective, np.log([churn1 * spread, (1.0 - churn1) * spread]))
+        _, grad, _ = objective(x)
+        converged = np.all(np.isfinite(x)) and np.max(np.abs(grad)) <= 1e-8 * n
+        if converged and x.sum() <= 25.0:
+            break
+    # constant churn is the sBG's limit alpha + beta -> inf; its maximum in closed form
+    renewals_at_risk = sum(sum(c[:-1]) for c in cohorts)
+    churn = lost / renewals_at_risk
+    constant_loglik = lost * math.log(churn) + (renewals_at_risk - lost) * math.log1p(-churn)
+    gain = -objective(x)[0] - constant_loglik
+    if x.sum() > 25.0 or (math.exp(x[0]) + math.exp(x[1]) > 1e5 and gain < 0.01):
         raise FitError(
             "the cohort data show no heterogeneity (retention does not rise with tenure): "
             "the sBG likelihood grows as alpha and beta grow together; use churn.model = "
             f"'constant' with a churn of {churn:.4g} per period"
         )
+    if not converged:
+        raise FitError("the sBG fit did not converge (the gradient stays away from zero)")
+    log_alpha, log_beta = x
     alpha, beta = float(math.exp(log_alpha)), float(math.exp(log_beta))
     value, _, hess = _sbg_derivatives(terms, alpha, beta, order=2)
     cov = _inverse_information(hess, ("alpha", "beta"))
     return SBGFit(alpha, beta, cov, float(value), n, cohorts)
+
+
+def _newton_minimise(objective, x, max_iter: int = 200) -> np.ndarray:
+    """Damped Newton with backtracking; steepest descent where the Hessian is not convex.
+
+    ``objective(x)`` returns (value, gradient, Hessian). Steps are capped at 2 in
+    every coordinate (a factor e^2 on the log scale) so a poor start cannot jump
+    to overflow.
+    """
+    value, grad, hess = objective(x)
+    for _ in range(max_iter):
+        try:
+            np.linalg.cholesky(hess)
+            step = np.linalg.solve(hess, -grad)
+        except np.linalg.LinAlgError:
+            step = -grad / max(1.0, float(np.max(np.abs(grad))))
+        step *= min(1.0, 2.0 / max(float(np.max(np.abs(step))), 1e-300))
+        slope = float(grad @ step)
+        t = 1.0
+        while True:
+            candidate = x + t * step
+            new_value, new_grad, new_hess = objective(candidate)
+            if np.isfinite(new_value) and new_value <= value + 1e-4 * t * slope:
+                break
+            t *= 0.5
+            if t < 1e-12:
+                return x
+        x, value, grad, hess = candidate, new_value, new_grad, new_hess
+        if float(np.max(np.abs(t * step))) < 1e-12:
+            break
+    return x
 
 
 def _sbg_cohorts(active) -> tuple[tuple[int, ...], ...]:
@@ -362,14 +395,15 @@ def _sbg_derivatives(terms, alpha: float, beta: float, order: int = 2):
     value = float(w @ betaln(x, y))
     if order == 0:
         return (value,)
-    psi_xy = digamma(x + y)
-    grad = np.array([w @ (digamma(x) - psi_xy), w @ (digamma(y) - psi_xy)])
+    args = np.stack([x, y, x + y])
+    psi = digamma(args)
+    grad = np.array([w @ (psi[0] - psi[2]), w @ (psi[1] - psi[2])])
     if order == 1:
         return value, grad
-    tri_xy = polygamma(1, x + y)
-    h_aa = w @ (polygamma(1, x) - tri_xy)
-    h_bb = w @ (polygamma(1, y) - tri_xy)
-    h_ab = -(w @ tri_xy)
+    tri = zeta(2.0, args)  # trigamma ψ'(z) = ζ(2, z); polygamma(1, ·) is a slow wrapper of it
+    h_aa = w @ (tri[0] - tri[2])
+    h_bb = w @ (tri[1] - tri[2])
+    h_ab = -(w @ tri[2])
     return value, grad, np.array([[h_aa, h_ab], [h_ab, h_bb]])
 
 
@@ -380,19 +414,44 @@ def _sbg_profile_interval(fit: SBGFit, which: int, drop: float) -> tuple[float, 
     target = fit.loglik - drop
     other = 1 - which
 
+    start = [mle[other]]  # warm start: the previous profile point's maximiser
+
     def profile(log_value: float) -> float:
-        # maximise over the other parameter (log scale), starting from its MLE
-        def negative(log_other: float) -> float:
-            params = np.empty(2)
-            params[which], params[other] = log_value, log_other
-            return -_sbg_derivatives(terms, *np.exp(params), order=0)[0]
+        """Profile log-likelihood minus the target, maximising over the other parameter
+        by Newton steps on its log (exact derivatives), Brent's method as a fallback."""
+        params = np.empty(2)
+        params[which] = log_value
+        y = start[0]
+        for _ in range(50):
+            params[other] = y
+            point = np.exp(params)
+            _, grad, hess = _sbg_derivatives(terms, *point, order=2)
+            slope = point[other] * grad[other]
+            curve = point[other] ** 2 * hess[other, other] + slope
+            if curve >= 0.0:
+                y = None
+                break
+            step = -slope / curve
+            y += max(min(step, 2.0), -2.0)
+            if abs(step) < 1e-10:
+                break
+        if y is None:
 
-        res = optimize.minimize_scalar(negative, bracket=(mle[other] - 0.5, mle[other] + 0.5))
-        return -res.fun - target
+            def negative(log_other: float) -> float:
+                params[other] = log_other
+                return -_sbg_derivatives(terms, *np.exp(params), order=0)[0]
 
-    step = max(float(fit.se[which] / np.exp(mle[which])), 1e-3)
+            bracket = (mle[other] - 0.5, mle[other] + 0.5)
+            y = optimize.minimize_scalar(negative, bracket=bracket).x
+        start[0] = y
+        params[other] = y
+        return _sbg_derivatives(terms, *np.exp(params), order=0)[0] - target
+
+    # first guess beyond the Wald bound on the log scale, z · se / estimate
+    step = 1.5 * math.sqrt(2.0 * drop) * max(float(fit.se[which] / np.exp(mle[which])), 1e-3)
     bounds = []
     for direction in (-1.0, 1.0):
+        start[0] = mle[other]
         inner, outer = mle[which], mle[which] + direction * step
         while profile(outer) > 0.0:
             inner, outer = outer, mle[which] + 2.0 * (outer - mle[which])
@@ -402,7 +461,7 @@ def _sbg_profile_interval(fit: SBGFit, which: int, drop: float) -> tuple[float, 
         if outer is None:
             bounds.append(0.0 if direction < 0 else math.inf)
         else:
-            bounds.append(float(np.exp(optimize.brentq(profile, inner, outer, xtol=1e-10))))
+            bounds.append(float(np.exp(optimize.brentq(profile, inner, outer, xtol=1e-9))))
     return bounds[0], bounds[1]
 
 
@@ -515,38 +574,47 @@ def fit_bgnbd(frequency, recency, T) -> BGNBDFit:
         ln L = A + ln[(α+T)^−(r+x) + δ_{x>0} a/(b+x−1) (α+t_x)^−(r+x)]
     """
     x, t_x, age = _rfm(frequency=frequency, recency=recency, T=T)
-    has_repeat = x > 0
 
     def loglik_and_grad(params):
-        r, alpha, a, b = params
-        log_total = np.log(alpha + age)
-        log_last = np.log(alpha + t_x)
-        alive = -(r + x) * log_total
-        with np.errstate(divide="ignore"):
-            dead = np.where(
-                has_repeat,
-                np.log(a) - np.log(np.where(has_repeat, b + x - 1.0, 1.0)) - (r + x) * log_last,
-                -np.inf,
-            )
-        mix = np.logaddexp(alive, dead)
-        w_dead = np.exp(dead - mix)  # share of the likelihood from "dropped out after t_x"
-        value = np.sum(
-            gammaln(r + x) - gammaln(r) + r * np.log(alpha) + betaln(a, b + x) - betaln(a, b) + mix
-        )
-        psi_abx, psi_ab = digamma(a + b + x), digamma(a + b)
-        d_r = digamma(r + x) - digamma(r) + np.log(alpha) - (1 - w_dead) * log_total
-        d_r -= w_dead * log_last
-        d_alpha = r / alpha - (r + x) * ((1 - w_dead) / (alpha + age) + w_dead / (alpha + t_x))
-        d_a = psi_ab - psi_abx + w_dead / a
-        d_b = digamma(b + x) - psi_abx - digamma(b) + psi_ab
-        d_b -= w_dead / np.where(has_repeat, b + x - 1.0, 1.0)
-        grad = np.array([d_r.sum(), d_alpha.sum(), d_a.sum(), d_b.sum()])
-        return float(value), grad
+        return _bgnbd_loglik(params, x, t_x, age)
 
     mean_rate = max(x.mean() / age.mean(), 1e-3)
     start = np.array([1.0, 1.0 / mean_rate, 1.0, 1.0])
     params, value, cov = _maximise(loglik_and_grad, start, ("r", "alpha", "a", "b"))
     return BGNBDFit(*(float(p) for p in params), cov=cov, loglik=value, n_customers=x.size)
+
+
+def _bgnbd_loglik(params, x, t_x, age):
+    """BG/NBD log-likelihood of all customers and its analytic gradient in (r, alpha, a, b).
+
+    ``w_dead`` is each customer's posterior probability of having dropped out
+    after its last purchase: the weight of the likelihood's second term.
+    """
+    has_repeat = x > 0
+    r, alpha, a, b = params
+    log_total = np.log(alpha + age)
+    log_last = np.log(alpha + t_x)
+    alive = -(r + x) * log_total
+    with np.errstate(divide="ignore"):
+        dead = np.where(
+            has_repeat,
+            np.log(a) - np.log(np.where(has_repeat, b + x - 1.0, 1.0)) - (r + x) * log_last,
+            -np.inf,
+        )
+    mix = np.logaddexp(alive, dead)
+    w_dead = np.exp(dead - mix)  # share of the likelihood from "dropped out after t_x"
+    value = np.sum(
+        gammaln(r + x) - gammaln(r) + r * np.log(alpha) + betaln(a, b + x) - betaln(a, b) + mix
+    )
+    psi_abx, psi_ab = digamma(a + b + x), digamma(a + b)
+    d_r = digamma(r + x) - digamma(r) + np.log(alpha) - (1 - w_dead) * log_total
+    d_r -= w_dead * log_last
+    d_alpha = r / alpha - (r + x) * ((1 - w_dead) / (alpha + age) + w_dead / (alpha + t_x))
+    d_a = psi_ab - psi_abx + w_dead / a
+    d_b = digamma(b + x) - psi_abx - digamma(b) + psi_ab
+    d_b -= w_dead / np.where(has_repeat, b + x - 1.0, 1.0)
+    grad = np.array([d_r.sum(), d_alpha.sum(), d_a.sum(), d_b.sum()])
+    return float(value), grad
 
 
 # --- gamma-gamma: spend per transaction ---------------------------------------------
@@ -621,7 +689,7 @@ def fit_gamma_gamma(frequency, monetary_value) -> GammaGammaFit:
     if bad.any():
         i = int(np.argmax(bad))
         raise DataError(
-            f"monetary_value[{i}] = {m[i]!r} with frequency[{i}] = {int(x[i])}: a customer "
+            f"monetary_value[{i}] = {_show(m[i])} with frequency[{i}] = {_show(x[i])}: a customer "
             "with repeat purchases needs a mean spend > 0"
         )
     keep = x > 0
@@ -631,30 +699,35 @@ def fit_gamma_gamma(frequency, monetary_value) -> GammaGammaFit:
             f"purchases (frequency > 0); got {int(keep.sum())}"
         )
     x, m = x[keep], m[keep]
-    log_x, log_m = np.log(x), np.log(m)
 
     def loglik_and_grad(params):
-        p, q, gamma = params
-        px = p * x
-        log_total = np.log(gamma + m * x)
-        value = np.sum(
-            gammaln(px + q)
-            - gammaln(px)
-            - gammaln(q)
-            + q * np.log(gamma)
-            + (px - 1.0) * log_m
-            + px * log_x
-            - (px + q) * log_total
-        )
-        psi_pxq = digamma(px + q)
-        d_p = x * (psi_pxq - digamma(px) + log_m + log_x - log_total)
-        d_q = psi_pxq - digamma(q) + np.log(gamma) - log_total
-        d_gamma = q / gamma - (px + q) / (gamma + m * x)
-        return float(value), np.array([d_p.sum(), d_q.sum(), d_gamma.sum()])
+        return _gamma_gamma_loglik(params, x, m)
 
     start = np.array([1.0, 2.0, float(np.mean(m))])
     params, value, cov = _maximise(loglik_and_grad, start, ("p", "q", "gamma"))
     return GammaGammaFit(*(float(v) for v in params), cov=cov, loglik=value, n_customers=x.size)
+
+
+def _gamma_gamma_loglik(params, x, m):
+    """Gamma-gamma log-likelihood of the repeat buyers and its gradient in (p, q, gamma)."""
+    log_x, log_m = np.log(x), np.log(m)
+    p, q, gamma = params
+    px = p * x
+    log_total = np.log(gamma + m * x)
+    value = np.sum(
+        gammaln(px + q)
+        - gammaln(px)
+        - gammaln(q)
+        + q * np.log(gamma)
+        + (px - 1.0) * log_m
+        + px * log_x
+        - (px + q) * log_total
+    )
+    psi_pxq = digamma(px + q)
+    d_p = x * (psi_pxq - digamma(px) + log_m + log_x - log_total)
+    d_q = psi_pxq - digamma(q) + np.log(gamma) - log_total
+    d_gamma = q / gamma - (px + q) / (gamma + m * x)
+    return float(value), np.array([d_p.sum(), d_q.sum(), d_gamma.sum()])
 
 
 # --- shared machinery ---------------------------------------------------------------
@@ -759,8 +832,8 @@ def _rfm(*, frequency, recency, T):
     for bad, name, why in checks:
         if bad.any():
             i = int(np.argmax(bad))
-            extra = f" (T[{i}] = {age[i]!r})" if "exceeds" in why else ""
-            raise DataError(f"{name}[{i}] = {columns[name][i]!r}{extra}: {why}")
+            extra = f" (T[{i}] = {_show(age[i])})" if "exceeds" in why else ""
+            raise DataError(f"{name}[{i}] = {_show(columns[name][i])}{extra}: {why}")
     return x, t_x, age
 
 
@@ -787,7 +860,7 @@ def _finite(name: str, values: np.ndarray) -> None:
     bad = ~np.isfinite(values)
     if bad.any():
         i = int(np.argmax(bad))
-        raise DataError(f"{name}[{i}] = {values[i]!r}: must be a finite number")
+        raise DataError(f"{name}[{i}] = {_show(values[i])}: must be a finite number")
 
 
 def _whole_non_negative(name: str, values: np.ndarray) -> None:
@@ -795,4 +868,9 @@ def _whole_non_negative(name: str, values: np.ndarray) -> None:
     bad = (values < 0) | (values != np.round(values))
     if bad.any():
         i = int(np.argmax(bad))
-        raise DataError(f"{name}[{i}] = {values[i]!r}: must be a whole number >= 0")
+        raise DataError(f"{name}[{i}] = {_show(values[i])}: must be a whole number >= 0")
+
+
+def _show(value) -> str:
+    """A number as a user wrote it: 3, 2.5, -1, nan (no numpy reprs)."""
+    return f"{float(value):g}"
