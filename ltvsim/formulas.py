@@ -136,7 +136,7 @@ def sbg_del(alpha, beta, discount):
     """
     z = 1.0 / (1.0 + np.asarray(discount, dtype=float))
     alpha = np.asarray(alpha, dtype=float)
-    return _scalar(hyp2f1(1.0, beta, alpha + beta, z))
+    return _scalar(_hyp2f1_unit(beta, alpha + beta, z))
 
 
 def sbg_derl(alpha, beta, discount, renewals):
@@ -167,12 +167,43 @@ def sbg_derl(alpha, beta, discount, renewals):
     beta = np.asarray(beta, dtype=float)
     z = 1.0 / (1.0 + np.asarray(discount, dtype=float))
     ratio = (beta + n) / (alpha + beta + n)
-    return _scalar(ratio * hyp2f1(1.0, beta + n + 1.0, alpha + beta + n + 1.0, z))
+    return _scalar(ratio * _hyp2f1_unit(beta + n + 1.0, alpha + beta + n + 1.0, z))
 
 
 # Earlier, longer names of the same two closed forms.
 sbg_discounted_expected_lifetime = sbg_del
 sbg_discounted_expected_residual_lifetime = sbg_derl
+
+
+def _hyp2f1_unit(b, c, z):
+    """``₂F₁(1, b; c; z) = Σ_t (b)_t/(c)_t z^t`` for 0 < z <= 1 and c > b > 0.
+
+    scipy's ``hyp2f1`` returns NaN once b and c reach a few hundred (an sBG
+    population with little heterogeneity, alpha + beta large); there the
+    series is summed directly: its terms fall at least as fast as z^t. At
+    z = 1 it is Gauss's sum (c − 1)/(c − b − 1), infinite when c − b <= 1.
+    """
+    b, c, z = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (b, c, z)))
+    out = np.array(hyp2f1(1.0, b, c, z), dtype=float)
+    for i in np.ndindex(out.shape):
+        if np.isfinite(out[i]):
+            continue
+        if z[i] >= 1.0:
+            out[i] = (c[i] - 1.0) / (c[i] - b[i] - 1.0) if c[i] - b[i] > 1.0 else math.inf
+        else:
+            out[i] = _hyp2f1_unit_series(b[i], c[i], z[i])
+    return out
+
+
+def _hyp2f1_unit_series(b: float, c: float, z: float) -> float:
+    total, term, start = 0.0, 1.0, 0
+    while True:
+        j = np.arange(start, start + 4096, dtype=float)
+        terms = term * np.cumprod(np.concatenate(([1.0], (b + j) / (c + j) * z)))
+        total += math.fsum(terms[:-1])
+        term, start = terms[-1], start + 4096
+        if term <= 1e-17 * total:
+            return total
 
 
 def _scalar(x):
