@@ -498,3 +498,19 @@ def test_fitting_is_exported_lazily():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["ltvsim.fit", "fit_gamma_gamma"]
+
+
+def test_readme_fitting_examples_run_as_shown(monkeypatch):
+    """The README's "Fitting from data" examples are doctests: same output, or failure."""
+    import doctest
+
+    root = Path(__file__).parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Fitting from data", 1)[1].split("\n## ", 1)[0]
+    blocks = [b.split("```", 1)[0] for b in section.split("```python\n")[1:]]
+    assert len(blocks) == 2
+    monkeypatch.chdir(root)
+    parser, runner = doctest.DocTestParser(), doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    test = parser.get_doctest("\n".join(blocks), {"ltvsim": ltvsim}, "README", "README.md", 0)
+    result = runner.run(test)
+    assert result.failed == 0 and result.attempted > 10
