@@ -38,6 +38,7 @@ from . import formulas
 __all__ = [
     "BGNBDFit",
     "DataError",
+    "FitError",
     "GammaGammaFit",
     "SBGFit",
     "fit_bgnbd",
@@ -310,8 +311,11 @@ def _newton_minimise(objective, x, max_iter: int = 200) -> np.ndarray:
 
 def _sbg_cohorts(active) -> tuple[tuple[int, ...], ...]:
     """Validate cohort counts: one sequence or a sequence of sequences."""
-    if isinstance(active, np.ndarray):
-        rows = [active] if active.ndim == 1 else list(active)
+    if isinstance(active, np.ndarray) or hasattr(active, "__array__"):  # numpy, pandas
+        array = np.asarray(active)
+        if array.ndim not in (1, 2):
+            raise DataError(f"active: expected one or two dimensions, got shape {array.shape}")
+        rows = [array] if array.ndim == 1 and array.dtype != object else list(array)
     elif isinstance(active, Sequence) and not isinstance(active, str):
         nested = [not np.isscalar(x) for x in active]
         if all(nested):
@@ -328,7 +332,10 @@ def _sbg_cohorts(active) -> tuple[tuple[int, ...], ...]:
     many = len(rows) > 1
     for i, row in enumerate(rows):
         where = f"active[{i}]" if many else "active"
-        values = np.asarray(row, dtype=float)
+        try:
+            values = np.asarray(row, dtype=float)
+        except (TypeError, ValueError):
+            raise DataError(f"{where}: expected numbers, got {row!r:.80}") from None
         if values.ndim != 1 or values.size == 0:
             raise DataError(f"{where}: expected a non-empty 1-D sequence of counts")
         bad = ~np.isfinite(values) | (values < 0) | (values != np.round(values))
@@ -407,14 +414,22 @@ def _sbg_derivatives(terms, alpha: float, beta: float, order: int = 2):
     return value, grad, np.array([[h_aa, h_ab], [h_ab, h_bb]])
 
 
+# Profile searches stay within e^±20 (about 5e8) for the profiled parameter and e^±25
+# for the other: far beyond any plausible sBG fit, and where ln B(α, β) still has
+# ~1e-4 absolute precision. A bound beyond that is reported as 0 or infinity.
+_PROFILE_LIMIT, _OTHER_LIMIT = 20.0, 25.0
+
+
 def _sbg_profile_interval(fit: SBGFit, which: int, drop: float) -> tuple[float, float]:
     """Where the profile log-likelihood of parameter ``which`` falls ``drop`` below the maximum."""
     terms = _sbg_terms(fit.cohorts)
     mle = np.log([fit.alpha, fit.beta])
     target = fit.loglik - drop
     other = 1 - which
-
     start = [mle[other]]  # warm start: the previous profile point's maximiser
+
+    def loglik(params) -> float:
+        return _sbg_derivatives(terms, *np.exp(params), order=0)[0]
 
     def profile(log_value: float) -> float:
         """Profile log-likelihood minus the target, maximising over the other parameter
@@ -428,24 +443,24 @@ def _sbg_profile_interval(fit: SBGFit, which: int, drop: float) -> tuple[float, 
             _, grad, hess = _sbg_derivatives(terms, *point, order=2)
             slope = point[other] * grad[other]
             curve = point[other] ** 2 * hess[other, other] + slope
-            if curve >= 0.0:
+            if not curve < 0.0:
                 y = None
                 break
             step = -slope / curve
-            y += max(min(step, 2.0), -2.0)
+            y = min(max(y + max(min(step, 2.0), -2.0), -_OTHER_LIMIT), _OTHER_LIMIT)
             if abs(step) < 1e-10:
                 break
         if y is None:
 
             def negative(log_other: float) -> float:
                 params[other] = log_other
-                return -_sbg_derivatives(terms, *np.exp(params), order=0)[0]
+                return -loglik(params)
 
-            bracket = (mle[other] - 0.5, mle[other] + 0.5)
-            y = optimize.minimize_scalar(negative, bracket=bracket).x
+            limits = (-_OTHER_LIMIT, _OTHER_LIMIT)
+            y = optimize.minimize_scalar(negative, bounds=limits, method="bounded").x
         start[0] = y
         params[other] = y
-        return _sbg_derivatives(terms, *np.exp(params), order=0)[0] - target
+        return loglik(params) - target
 
     # first guess beyond the Wald bound on the log scale, z · se / estimate
     step = 1.5 * math.sqrt(2.0 * drop) * max(float(fit.se[which] / np.exp(mle[which])), 1e-3)
@@ -453,11 +468,13 @@ def _sbg_profile_interval(fit: SBGFit, which: int, drop: float) -> tuple[float, 
     for direction in (-1.0, 1.0):
         start[0] = mle[other]
         inner, outer = mle[which], mle[which] + direction * step
-        while profile(outer) > 0.0:
-            inner, outer = outer, mle[which] + 2.0 * (outer - mle[which])
-            if abs(outer - mle[which]) > 50.0:  # e^50: the likelihood never falls that far
-                outer = None
-                break
+        while outer is not None and profile(outer) > 0.0:
+            if abs(outer) >= _PROFILE_LIMIT:
+                outer = None  # the likelihood never falls that far: an open-ended interval
+            else:
+                inner = outer
+                outer = mle[which] + 2.0 * (outer - mle[which])
+                outer = min(max(outer, -_PROFILE_LIMIT), _PROFILE_LIMIT)
         if outer is None:
             bounds.append(0.0 if direction < 0 else math.inf)
         else:

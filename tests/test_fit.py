@@ -119,6 +119,11 @@ def test_sbg_several_cohorts_pool_into_one_population():
     # a numpy array of equal-age cohorts is the same as a list of them
     as_array = fit.fit_sbg(np.array([HIGH_END[:8], HIGH_END[:8]]))
     assert as_array.alpha == pytest.approx(twice.alpha, rel=1e-12)
+    # and a ragged object array of cohorts of different ages is a list of them
+    ragged = np.empty(2, dtype=object)
+    ragged[:] = [HIGH_END[:8], HIGH_END[:5]]
+    as_list = fit.fit_sbg([HIGH_END[:8], HIGH_END[:5]])
+    assert fit.fit_sbg(ragged).alpha == pytest.approx(as_list.alpha, rel=1e-12)
 
 
 def test_sbg_fit_is_exact_on_its_own_expected_counts():
@@ -221,6 +226,21 @@ def test_sbg_intervals_agree_and_contain_the_estimate():
     assert wider["beta"][0] < profile["beta"][0] and wider["beta"][1] > profile["beta"][1]
 
 
+def test_sbg_profile_interval_of_scarce_data_is_open_ended():
+    """20 customers, two renewals: constant churn (alpha, beta -> inf) is within the
+    interval's likelihood drop, so the upper bounds are infinite, the lower ones finite."""
+    result = fit.fit_sbg([20, 12, 9])
+    bounds = result.interval(0.95, "profile")
+    for name, value in (("alpha", result.alpha), ("beta", result.beta)):
+        low, high = bounds[name]
+        assert 0 < low < value and high == math.inf
+    # constant churn at its own maximum is less than chi2_1(0.95)/2 below the sBG maximum
+    lost, at_risk = 20 - 9, 20 + 12
+    c = lost / at_risk
+    constant = lost * math.log(c) + (at_risk - lost) * math.log1p(-c)
+    assert result.loglik - constant < 1.920729
+
+
 def test_sbg_to_config_runs_in_the_simulator():
     result = fit.fit_sbg(REGULAR[:8])
     section = result.to_config(renewal_months=12)
@@ -259,6 +279,8 @@ def test_sbg_without_heterogeneity_says_use_constant_churn():
         ([100, 100, 100], "no customer churned"),
         ([100, 0, 0], "every customer churned at the first renewal"),
         ([100, [90], 80], "mixes numbers and sequences"),
+        ([[1, "a", 3]], "expected numbers"),
+        (np.array(5), "expected one or two dimensions"),
     ],
 )
 def test_sbg_bad_data_is_a_clear_error(active, message):
