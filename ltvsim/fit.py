@@ -235,7 +235,8 @@ def fit_sbg(active) -> SBGFit:
     n = sum(c[0] for c in cohorts)
     if lost == 0:
         raise DataError("active: no customer churned in any cohort; alpha and beta need churn")
-    survived_first = sum(c[1] for c in cohorts)
+    # cohorts still in their first period (size only) carry no information; they are allowed
+    survived_first = sum(c[1] for c in cohorts if len(c) > 1)
     if survived_first == 0:
         raise DataError(
             "active: every customer churned at the first renewal; alpha and beta need survivors"

@@ -124,6 +124,10 @@ def test_sbg_several_cohorts_pool_into_one_population():
     ragged[:] = [HIGH_END[:8], HIGH_END[:5]]
     as_list = fit.fit_sbg([HIGH_END[:8], HIGH_END[:5]])
     assert fit.fit_sbg(ragged).alpha == pytest.approx(as_list.alpha, rel=1e-12)
+    # a cohort acquired this period (its size only) adds customers but no information
+    with_new = fit.fit_sbg([HIGH_END[:8], HIGH_END[:5], [400]])
+    assert with_new.alpha == pytest.approx(as_list.alpha, rel=1e-10)
+    assert with_new.n_customers == as_list.n_customers + 400
 
 
 def test_sbg_fit_is_exact_on_its_own_expected_counts():
