@@ -125,8 +125,8 @@ def sbg_del(alpha, beta, discount):
     discount : float or array_like
         Discount rate **per renewal period** (monthly renewals: the monthly
         rate, ``monthly_discount_rate(annual_rate)``; annual renewals: the
-        annual rate). Must be > 0 unless the sum converges (it diverges at
-        d = 0 when α ≤ 1).
+        annual rate). At d = 0 the result is the mean lifetime
+        (α+β−1)/(α−1), infinite when α ≤ 1.
 
     Returns
     -------
@@ -196,6 +196,7 @@ def _hyp2f1_unit(b, c, z):
 
 
 def _hyp2f1_unit_series(b: float, c: float, z: float) -> float:
+    """The series of ``₂F₁(1, b; c; z)`` in blocks of 4,096 terms, to 1e-17 relative."""
     total, term, start = 0.0, 1.0, 0
     while True:
         j = np.arange(start, start + 4096, dtype=float)
