@@ -56,6 +56,7 @@ __all__ = [
 
 # Quantiles of the bands: the 80% band is (0.1, 0.9), the 95% band (0.025, 0.975).
 QUANTILES = (0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975)
+BANDS = {0.8: (0.1, 0.9), 0.95: (0.025, 0.975)}
 # Customers per kernel work unit (as in simulate.CHUNK_CUSTOMERS; a group's
 # sums are added chunk by chunk, so it is fixed, not tuned).
 CHUNK_CUSTOMERS = 4096
@@ -107,7 +108,7 @@ class CustomerBase:
             if bad.any():
                 i = int(np.argmax(bad))
                 kind = "a whole number >= 0" if whole else "a number >= 0"
-                raise ForecastDataError(f"{name}[{i}] = {values[i]!r}: must be {kind}")
+                raise ForecastDataError(f"{name}[{i}] = {values[i]:g}: must be {kind}")
         tenure = columns["tenure_months"].astype(np.int64)
         if len(np.unique(tenure)) != len(tenure):
             raise ForecastDataError("tenure_months: each tenure may appear only once")
@@ -148,11 +149,11 @@ class AcquisitionPlan:
         bad = ~np.isfinite(month) | (month < 0) | (month != np.round(month))
         if bad.any():
             i = int(np.argmax(bad))
-            raise ForecastDataError(f"month[{i}] = {month[i]!r}: must be a whole number >= 0")
+            raise ForecastDataError(f"month[{i}] = {month[i]:g}: must be a whole number >= 0")
         bad = ~np.isfinite(new) | (new < 0)
         if bad.any():
             i = int(np.argmax(bad))
-            raise ForecastDataError(f"new_customers[{i}] = {new[i]!r}: must be a number >= 0")
+            raise ForecastDataError(f"new_customers[{i}] = {new[i]:g}: must be a number >= 0")
         if len(np.unique(month)) != len(month):
             raise ForecastDataError("month: each month may appear only once")
         if isinstance(self.cv, bool) or not (math.isfinite(self.cv) and 0 <= self.cv <= 10):
@@ -708,3 +709,97 @@ def forecast(
         ),
     )
     return ds
+
+
+# --- backtests --------------------------------------------------------------------------
+
+
+def cohort_history(
+    alpha: float, beta: float, months: int, new_per_month: float, seed: int
+) -> np.ndarray:
+    """A company's history under known sBG parameters: active customers by cohort and month.
+
+    Independent of the simulation kernel (plain numpy, ``numpy.random.default_rng(seed)``):
+    cohort ``a`` (acquired in month ``a``) has ``Poisson(new_per_month)`` customers;
+    each draws its churn probability per monthly renewal ``θ ~ Beta(alpha, beta)``
+    and stays ``Geometric(θ)`` months (at least one).
+
+    Returns
+    -------
+    ndarray of int, shape (months, months)
+        ``active[a, t]``: customers of cohort ``a`` active in calendar month ``t``
+        (0 before ``a``).
+    """
+    rng = np.random.default_rng(seed)
+    active = np.zeros((months, months), np.int64)
+    t = np.arange(months)
+    for a in range(months):
+        size = rng.poisson(new_per_month)
+        stay = rng.geometric(rng.beta(alpha, beta, size))  # months active, >= 1
+        tenure = t[a:] - a
+        active[a, a:] = (stay[:, None] > tenure[None, :]).sum(axis=0)
+    return active
+
+
+def backtest_history(
+    active: np.ndarray,
+    cutoff: int,
+    new_per_month: float,
+    *,
+    trials: int = 400,
+    seed: int = 0,
+    mrr: float = 100.0,
+    parameter_uncertainty: bool = True,
+) -> tuple[xr.Dataset, np.ndarray]:
+    """Fit on a history up to month ``cutoff``, forecast the rest; return (forecast, realised).
+
+    The sBG model is fitted to every cohort's active counts up to and including
+    month ``cutoff`` (the forecast's month 0: the base is who is active then).
+    The forecast draws (alpha, beta) from the fit (:func:`sbg_parameter_draws`)
+    and plans ``Poisson(new_per_month)`` new customers in each later month, as
+    the history was generated. Every customer pays ``mrr``. With
+    ``parameter_uncertainty=False`` every trial uses the point estimates (the
+    bands then hold only customer-level and acquisition noise).
+
+    Returns
+    -------
+    forecast : xarray.Dataset
+        :func:`forecast`'s result for months ``cutoff … months − 1``.
+    realised : ndarray, shape (months − cutoff,)
+        Customers actually active in those months.
+    """
+    from .fit import fit_sbg
+
+    months = active.shape[1]
+    cohorts = [active[a, a : cutoff + 1] for a in range(cutoff + 1) if active[a, a] > 0]
+    fit = fit_sbg(cohorts)
+    base = CustomerBase(
+        cutoff - np.arange(cutoff + 1), active[: cutoff + 1, cutoff], np.full(cutoff + 1, mrr)
+    )
+    ahead = months - cutoff
+    plan = AcquisitionPlan(np.arange(1, ahead), np.full(ahead - 1, float(new_per_month)))
+    config = {
+        "simulation": {"trials": trials, "seed": seed},
+        "revenue": {"arpa_monthly": mrr, "gross_margin": 1.0},
+        "churn": {"model": "sbg", "alpha": fit.alpha, "beta": fit.beta},
+        "discount": {"annual_rate": 0.0},
+    }
+    ds = forecast(config, base, plan, months=ahead, fit=fit if parameter_uncertainty else None)
+    return ds, active[:, cutoff:].sum(axis=0)
+
+
+def band_coverage(ds: xr.Dataset, realised: np.ndarray, variable: str = "active_customers"):
+    """Whether ``realised`` lies in the 80% and 95% bands of ``variable``, month by month.
+
+    Returns
+    -------
+    dict
+        ``{0.8: bool array, 0.95: bool array}`` over the forecast's months.
+    """
+    band = ds[f"{variable}_band"]
+    out = {}
+    for level, (q_low, q_high) in BANDS.items():
+        low = band.sel(quantile=q_low).values
+        high = band.sel(quantile=q_high).values
+        out[level] = (realised >= low) & (realised <= high)
+    return out
