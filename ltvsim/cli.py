@@ -795,6 +795,101 @@ def report(
     typer.echo(f"wrote {output}")
 
 
+@app.command("forecast")
+def forecast_command(
+    config: ConfigArgument,
+    base: Annotated[
+        Path | None,
+        typer.Option(help="CSV of customers active now: tenure_months,customers,mrr_per_customer"),
+    ] = None,
+    plan: Annotated[
+        Path | None, typer.Option(help="CSV of planned acquisitions: month,new_customers")
+    ] = None,
+    months: Annotated[int, typer.Option(help="months to forecast (0 = this month)")] = 24,
+    plan_cv: Annotated[
+        float,
+        typer.Option(
+            help="coefficient of variation of a plan-execution factor common to the "
+            "trial's months (0: Poisson noise around the plan only)"
+        ),
+    ] = 0.0,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="result file [default: CONFIG-forecast.nc]"),
+    ] = None,
+    chart: Annotated[
+        Path | None, typer.Option(help="also draw the MRR fan chart to this PNG")
+    ] = None,
+    trials: TrialsOption = None,
+    seed: SeedOption = None,
+    fmt: FormatOption = Format.table,
+):
+    """Forecast MRR, gross profit and active customers by month: the base plus a plan.
+
+    Example: ltvsim forecast company.toml --base base.csv --plan plan.csv --months 24
+    -o forecast.nc --chart forecast.png
+    """
+    from .forecast import ForecastDataError, forecast, read_base, read_plan
+
+    output = output or Path(f"{config.stem}-forecast.nc")
+    try:
+        customers = read_base(base) if base is not None else None
+        acquisitions = read_plan(plan, cv=plan_cv) if plan is not None else None
+        ds = forecast(config, customers, acquisitions, months, trials=trials, seed=seed)
+        write_result(ds, output)
+    except (*USER_ERRORS, ForecastDataError) as exc:
+        raise _fail(str(exc)) from None
+    if chart is not None:
+        _save_chart(chart, lambda charts: charts.forecast_chart(ds))
+    rows = forecast_rows(ds)
+    if fmt is Format.json:
+        typer.echo(json.dumps({"output": str(output), "months": rows}, indent=2))
+        return
+    currency = ds.attrs["currency"]
+    table = Table(
+        title=f"forecast by month: median [80% band] across {ds.sizes['trial']:,} trials",
+        title_justify="left",
+    )
+    table.add_column("month", justify="right")
+    for name in (f"MRR ({currency})", f"gross profit ({currency})", "active customers"):
+        table.add_column(name, justify="right")
+    for row in rows:
+        cells = [
+            f"{_compact(row[k]['p50'])} [{_compact(row[k]['p10'])}, {_compact(row[k]['p90'])}]"
+            for k in ("mrr", "gross_profit", "active_customers")
+        ]
+        table.add_row(str(row["month"]), *cells)
+    console = Console()
+    console.print(table)
+    console.print(f"wrote {output}", highlight=False)
+
+
+def _compact(x: float) -> str:
+    """3 significant digits with k / M / B: 1,421,879 -> 1.42M."""
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e4, "k")):
+        if abs(x) >= scale:
+            return (
+                f"{x / scale:.3g}{suffix}" if abs(x) < 100 * scale else f"{x / scale:,.0f}{suffix}"
+            )
+    return f"{x:,.0f}"
+
+
+def forecast_rows(ds) -> list[dict]:
+    """Median and 80% band of the forecast's totals at months 0, 1, 3, 6, 12, 18, … and the last."""
+    last = ds.sizes["month"] - 1
+    shown = sorted({m for m in (0, 1, 3, 6, *range(12, last, 6)) if m < last} | {last})
+    rows = []
+    for m in shown:
+        row = {"month": m}
+        for name in ("mrr", "gross_profit", "active_customers"):
+            band = ds[f"{name}_band"].sel(month=m)
+            row[name] = {
+                f"p{round(q * 100):g}": float(band.sel(quantile=q)) for q in (0.1, 0.5, 0.9)
+            }
+        rows.append(row)
+    return rows
+
+
 def _save_chart(path: Path, draw):
     """Draw a figure with ``draw(plot_module)`` and save it; user errors exit 2."""
     try:

@@ -34,7 +34,6 @@ import numba
 import numpy as np
 import xarray as xr
 from scipy.special import ndtri
-from scipy.stats import poisson
 
 from . import _kernels
 from ._rng import derive, stream_key, stream_uniforms
@@ -637,6 +636,8 @@ def forecast(
             sigma = math.sqrt(math.log1p(plan.cv**2))
             u = stream_uniforms(stream_key(config.seed, "forecast", "plan"), 0, n_trials)
             factor = np.exp(sigma * ndtri(u) - 0.5 * sigma**2)
+        from scipy.stats import poisson  # slow to import: on first use
+
         for m, mean in zip(plan_months, means, strict=True):
             key = stream_key(config.seed, "forecast", "acquired", str(m))
             u = stream_uniforms(key, 0, n_trials)
