@@ -865,12 +865,11 @@ def forecast_command(
 
 
 def _compact(x: float) -> str:
-    """3 significant digits with k / M / B: 1,421,879 -> 1.42M."""
-    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e4, "k")):
-        if abs(x) >= scale:
-            return (
-                f"{x / scale:.3g}{suffix}" if abs(x) < 100 * scale else f"{x / scale:,.0f}{suffix}"
-            )
+    """3 significant digits with k / M / B from 10,000 up: 1,421,879 -> 1.42M."""
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= max(scale, 1e4):
+            digits = ".3g" if abs(x) < 100 * scale else ",.0f"
+            return f"{x / scale:{digits}}{suffix}"
     return f"{x:,.0f}"
 
 

@@ -299,3 +299,65 @@ def test_bad_inputs(tmp_path):
         forecast(segments, base, months=3)
     with pytest.raises(ConfigError, match="months"):
         forecast(sbg_config(), base, months=0)
+
+
+def test_cli_forecast(tmp_path):
+    import json
+
+    import xarray as xr
+    from typer.testing import CliRunner
+
+    from ltvsim.cli import app
+
+    base = write(
+        tmp_path, "base.csv", "tenure_months,customers,mrr_per_customer\n0,50,100\n6,30,110\n"
+    )
+    plan = write(tmp_path, "plan.csv", "month,new_customers\n0,10\n1,10\n2,10\n")
+    config = write(tmp_path, "c.toml", '[churn]\nmodel = "sbg"\nalpha = 0.9\nbeta = 6.0\n')
+    out = tmp_path / "f.nc"
+    args = ["forecast", str(config), "--base", str(base), "--plan", str(plan), "--months", "6"]
+    result = CliRunner().invoke(app, [*args, "--trials", "30", "-o", str(out), "-f", "json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["months"]
+    assert [r["month"] for r in rows] == [0, 1, 3, 5]
+    assert rows[0]["active_customers"]["p10"] >= 80
+    with xr.open_dataset(out) as ds:
+        assert ds.mrr.dims == ("trial", "month") and ds.sizes["trial"] == 30
+        assert ds.mrr.attrs["units"] == "USD/month"
+    # mistakes: one line on stderr, exit status 2, the existing result untouched
+    before = out.read_bytes()
+    bad = write(tmp_path, "bad.csv", "tenure_months,customers,mrr_per_customer\n0,many,100\n")
+    for wrong in (
+        ["--base", str(bad)],
+        ["--base", str(tmp_path / "nowhere.csv")],
+        ["--plan", str(base)],
+        ["--plan", str(plan), "--plan-cv", "-0.5"],
+        [],
+    ):
+        result = CliRunner().invoke(app, ["forecast", str(config), *wrong, "-o", str(out)])
+        assert result.exit_code == 2, (wrong, result.output)
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert result.stderr.startswith("error:")
+    assert out.read_bytes() == before
+
+
+def test_forecast_chart(tmp_path):
+    pytest.importorskip("matplotlib")
+    from ltvsim import plot
+
+    config, base, plan = forecast_case(trials=30)
+    ds = forecast(config, base, plan, months=8)
+    realised = ds.active_customers.isel(trial=0).values
+    fig = plot.forecast_chart(ds, "active_customers", realised=realised)
+    ax = fig.axes[0]
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert labels == ["median", "existing base", "realised"]
+    median = ax.get_lines()[0].get_ydata()
+    assert np.allclose(median, ds.active_customers_band.sel(quantile=0.5).values)
+    # one shaded band per pair of quantiles: 2.5-97.5, 10-90, 25-75
+    assert len(ax.collections) == 3
+    path = plot.save(plot.forecast_chart(ds), tmp_path / "f.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="unknown forecast variable"):
+        plot.forecast_chart(ds, "ltv")
