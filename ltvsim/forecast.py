@@ -614,7 +614,8 @@ def forecast(
     >>> from ltvsim.forecast import AcquisitionPlan, CustomerBase, forecast
     >>> base = CustomerBase([0, 12], [100, 50], [1000.0, 1200.0])
     >>> plan = AcquisitionPlan([0, 1, 2], [10, 10, 10])
-    >>> ds = forecast("configs/sbg.toml", base, plan, months=6, trials=50)
+    >>> config = {"churn": {"model": "sbg", "alpha": 0.9, "beta": 6.0}}
+    >>> ds = forecast(config, base, plan, months=6, trials=50)
     >>> ds.mrr.dims
     ('trial', 'month')
     """
