@@ -662,10 +662,14 @@ def forecast(
     variables = {
         "mrr": (total["revenue"], per_month, "monthly recurring revenue (revenue of the month)"),
         "gross_profit": (total["gross_profit"], per_month, "gross profit of the month"),
-        "active_customers": (total["alive"], "customers", "customers active in the month"),
+        "active_customers": (
+            total["alive"].astype(np.int64),
+            "customers",
+            "customers active in the month",
+        ),
         "base_mrr": (base_total["revenue"], per_month, "MRR from the customers active now"),
         "base_active_customers": (
-            base_total["alive"],
+            base_total["alive"].astype(np.int64),
             "customers",
             "customers active in the month, of those active now",
         ),

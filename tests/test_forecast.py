@@ -361,3 +361,19 @@ def test_forecast_chart(tmp_path):
     assert path.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="unknown forecast variable"):
         plot.forecast_chart(ds, "ltv")
+
+
+def test_constant_churn_base_has_no_heterogeneity_gap():
+    """With constant churn the two answers are the same model: equal in distribution."""
+    config = sbg_config(trials=60)
+    config["churn"] = {"model": "constant", "annual_rate": 0.3}
+    base = CustomerBase([0, 24], [2000, 2000], [100.0, 100.0])
+    ds = value_base(config, base)
+    diff = ds.residual_gross_profit.values - ds.homogeneous_residual_gross_profit.values
+    mean, se = mean_and_se(diff)
+    assert np.all(np.abs(mean) <= Z * se)
+    churn = 1 - 0.7 ** (1 / 12)
+    expected = formulas.constant_churn_ltv(100.0, 0.8, churn, 0.0, MONTHLY_10, 240)
+    per_customer, se = mean_and_se(ds.residual_gross_profit_per_customer.values)
+    assert np.all(np.abs(per_customer - expected) <= Z * se)
+    assert np.allclose(ds.mean_churn.values, churn)  # per monthly renewal, compounded
