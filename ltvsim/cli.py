@@ -820,6 +820,14 @@ def forecast_command(
     chart: Annotated[
         Path | None, typer.Option(help="also draw the MRR fan chart to this PNG")
     ] = None,
+    value_base: Annotated[
+        bool,
+        typer.Option(
+            "--value-base",
+            help="also value the base: discounted residual gross profit by tenure to "
+            "simulation.horizon_months, beside constant churn",
+        ),
+    ] = False,
     trials: TrialsOption = None,
     seed: SeedOption = None,
     fmt: FormatOption = Format.table,
@@ -830,21 +838,33 @@ def forecast_command(
     -o forecast.nc --chart forecast.png
     """
     from .forecast import ForecastDataError, forecast, read_base, read_plan
+    from .forecast import value_base as base_valuation
 
     output = output or Path(f"{config.stem}-forecast.nc")
+    if value_base and base is None:
+        raise _fail("--value-base needs --base")
+    valuation = None
     try:
         customers = read_base(base) if base is not None else None
         acquisitions = read_plan(plan, cv=plan_cv) if plan is not None else None
         ds = forecast(config, customers, acquisitions, months, trials=trials, seed=seed)
+        if value_base:
+            valuation = base_valuation(config, customers, trials=trials, seed=seed)
         write_result(ds, output)
     except (*USER_ERRORS, ForecastDataError) as exc:
         raise _fail(str(exc)) from None
     if chart is not None:
         _save_chart(chart, lambda charts: charts.forecast_chart(ds))
     rows = forecast_rows(ds)
+    base_rows = base_value_rows(valuation) if valuation is not None else None
     if fmt is Format.json:
-        typer.echo(json.dumps({"output": str(output), "months": rows}, indent=2))
+        document = {"output": str(output), "months": rows}
+        if base_rows is not None:
+            document["base_value"] = base_rows
+        typer.echo(json.dumps(document, indent=2))
         return
+    if base_rows is not None:
+        Console().print(_base_value_table(valuation, base_rows))
     currency = ds.attrs["currency"]
     table = Table(
         title=f"forecast by month: median [80% band] across {ds.sizes['trial']:,} trials",
@@ -862,6 +882,53 @@ def forecast_command(
     console = Console()
     console.print(table)
     console.print(f"wrote {output}", highlight=False)
+
+
+def base_value_rows(valuation) -> list[dict]:
+    """Per tenure group (at most 8, spread over the tenures) and for the whole base:
+    mean and 10/90% of the discounted residual gross profit, and the constant-churn mean."""
+    tenures = valuation["tenure"].values
+    picks = np.linspace(0, len(tenures) - 1, min(8, len(tenures))).round().astype(int)
+    shown = tenures[np.unique(picks)]
+    rows = []
+    for tenure in [*shown.tolist(), None]:
+        if tenure is None:
+            het, hom = valuation["base_value"], valuation["homogeneous_base_value"]
+            row = {"tenure_months": "all", "customers": int(valuation["customers"].sum())}
+        else:
+            one = valuation.sel(tenure=tenure)
+            het = one["residual_gross_profit_per_customer"]
+            hom = one["homogeneous_residual_gross_profit_per_customer"]
+            row = {"tenure_months": int(tenure), "customers": int(one["customers"])}
+        low, high = np.quantile(het.values, [0.1, 0.9])
+        row.update(
+            mean=float(het.mean()),
+            p10=float(low),
+            p90=float(high),
+            constant_churn_mean=float(hom.mean()),
+        )
+        rows.append(row)
+    return rows
+
+
+def _base_value_table(valuation, rows: list[dict]) -> Table:
+    currency = valuation.attrs["currency"]
+    table = Table(
+        title=f"value of the existing base: discounted residual gross profit ({currency}), "
+        f"{valuation.attrs['horizon_months']} months, {valuation.sizes['trial']:,} trials",
+        title_justify="left",
+    )
+    for name in ("tenure (months)", "customers", "sBG mean [80% band]", "constant churn"):
+        table.add_column(name, justify="right")
+    for row in rows:
+        per = "" if row["tenure_months"] == "all" else " /customer"
+        table.add_row(
+            str(row["tenure_months"]),
+            f"{row['customers']:,}",
+            f"{_compact(row['mean'])} [{_compact(row['p10'])}, {_compact(row['p90'])}]{per}",
+            f"{_compact(row['constant_churn_mean'])}{per}",
+        )
+    return table
 
 
 def _compact(x: float) -> str:

@@ -316,9 +316,14 @@ def test_cli_forecast(tmp_path):
     config = write(tmp_path, "c.toml", '[churn]\nmodel = "sbg"\nalpha = 0.9\nbeta = 6.0\n')
     out = tmp_path / "f.nc"
     args = ["forecast", str(config), "--base", str(base), "--plan", str(plan), "--months", "6"]
-    result = CliRunner().invoke(app, [*args, "--trials", "30", "-o", str(out), "-f", "json"])
+    options = ["--trials", "30", "-o", str(out), "-f", "json", "--value-base"]
+    result = CliRunner().invoke(app, [*args, *options])
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.stdout)["months"]
+    document = json.loads(result.stdout)
+    rows = document["months"]
+    value = document["base_value"]
+    assert [r["tenure_months"] for r in value] == [0, 6, "all"]
+    assert value[1]["mean"] > value[1]["constant_churn_mean"]  # survivors churn less
     assert [r["month"] for r in rows] == [0, 1, 3, 5]
     assert rows[0]["active_customers"]["p10"] >= 80
     with xr.open_dataset(out) as ds:
@@ -332,6 +337,7 @@ def test_cli_forecast(tmp_path):
         ["--base", str(tmp_path / "nowhere.csv")],
         ["--plan", str(base)],
         ["--plan", str(plan), "--plan-cv", "-0.5"],
+        ["--plan", str(plan), "--value-base"],
         [],
     ):
         result = CliRunner().invoke(app, ["forecast", str(config), *wrong, "-o", str(out)])
