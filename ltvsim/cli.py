@@ -815,7 +815,7 @@ def forecast_command(
     ] = 0.0,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="result file [default: CONFIG-forecast.nc]"),
+        typer.Option("--output", "-o", help="result file (default: CONFIG-forecast.nc)"),
     ] = None,
     chart: Annotated[
         Path | None, typer.Option(help="also draw the MRR fan chart to this PNG")
@@ -834,8 +834,7 @@ def forecast_command(
 ):
     """Forecast MRR, gross profit and active customers by month: the base plus a plan.
 
-    Example: ltvsim forecast company.toml --base base.csv --plan plan.csv --months 24
-    -o forecast.nc --chart forecast.png
+    Example: ltvsim forecast co.toml --base base.csv --plan plan.csv -o f.nc --chart f.png
     """
     from .forecast import ForecastDataError, forecast, read_base, read_plan
     from .forecast import value_base as base_valuation
