@@ -412,8 +412,15 @@ def _base_groups(config: Config, base: CustomerBase, trials: int) -> list[_Group
     ]
 
 
-def _band(values: np.ndarray, quantiles) -> np.ndarray:
-    return band_quantiles(np.asarray(values, dtype=float), np.asarray(quantiles))
+def _quantiles(quantiles) -> np.ndarray:
+    q = np.asarray(quantiles, dtype=float)
+    if q.ndim != 1 or q.size == 0 or not np.all((q >= 0) & (q <= 1)):
+        raise ConfigError(f"must be a list of numbers in [0, 1], got {quantiles!r}", "quantiles")
+    return np.unique(q)
+
+
+def _band(values: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
+    return band_quantiles(np.asarray(values, dtype=float), quantiles)
 
 
 # --- the value of the existing base ---------------------------------------------------
@@ -468,6 +475,7 @@ def value_base(
         ``*_per_customer``; (trial,): ``base_value`` and
         ``homogeneous_base_value``; ``*_band`` over ``quantile``.
     """
+    quantiles = _quantiles(quantiles)
     if not isinstance(config, Config):
         config = load_config(config)
     months = config.horizon_months if horizon_months is None else horizon_months
@@ -553,7 +561,7 @@ def value_base(
         )
     ds = ds.assign_coords(
         tenure=("tenure", base.tenure_months, {"units": "months", "long_name": "tenure now"}),
-        quantile=("quantile", np.asarray(quantiles, dtype=float), {"units": "1"}),
+        quantile=("quantile", quantiles, {"units": "1"}),
     )
     ds.attrs.update(
         currency=currency,
@@ -623,6 +631,7 @@ def forecast(
         raise ConfigError(f"must be a whole number in [1, 1200], got {months!r}", "months")
     if base is None and plan is None:
         raise ForecastDataError("give a customer base, an acquisition plan or both")
+    quantiles = _quantiles(quantiles)
     config = _prepare(config, fit, trials, seed, months)
     n_trials = config.trials
     inputs = _trial_inputs(config, n_trials, 0, fit)
@@ -698,7 +707,7 @@ def forecast(
                 np.arange(months),
                 {"units": "months", "long_name": "months from the forecast start (0 = now)"},
             ),
-            "quantile": ("quantile", np.asarray(quantiles, dtype=float), {"units": "1"}),
+            "quantile": ("quantile", quantiles, {"units": "1"}),
         },
     )
     ds.attrs.update(

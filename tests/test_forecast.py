@@ -383,3 +383,11 @@ def test_constant_churn_base_has_no_heterogeneity_gap():
     per_customer, se = mean_and_se(ds.residual_gross_profit_per_customer.values)
     assert np.all(np.abs(per_customer - expected) <= Z * se)
     assert np.allclose(ds.mean_churn.values, churn)  # per monthly renewal, compounded
+
+
+def test_bad_quantiles():
+    base = CustomerBase([0], [10], [1.0])
+    with pytest.raises(ConfigError, match="quantiles"):
+        forecast(sbg_config(), base, months=2, quantiles=[0.5, 1.5])
+    with pytest.raises(ConfigError, match="quantiles"):
+        value_base(sbg_config(), base, quantiles=[])
