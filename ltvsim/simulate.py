@@ -109,7 +109,7 @@ def simulate(
             step, threads=threads, progress=progress, block_trials=block_trials, first_trial=done
         )
         parts.append(part)
-        expected.append(expected_discounted_ltv(config, part))
+        expected.append(expected_discounted_ltv(config, part, first_trial=done))
         done += step.trials
         achieved = relative_error(np.concatenate(expected), config.antithetic_inputs)
     config = config.with_overrides({"simulation.trials": done})
@@ -122,13 +122,23 @@ def simulate(
     return ds
 
 
-def expected_discounted_ltv(config: Config, runs: list[SegmentRun]) -> np.ndarray:
-    """Per trial, the exact E[discounted LTV | inputs] blended over segments."""
-    blend = 0.0
-    for run in runs:
+def expected_discounted_ltv(
+    config: Config, runs: list[SegmentRun], first_trial: int = 0
+) -> np.ndarray:
+    """Per trial, the exact E[discounted LTV | inputs] blended by the trial's segment shares.
+
+    ``runs`` hold trials ``first_trial …``; the shares are drawn per trial
+    when the segment mix is uncertain.
+    """
+    from .mix import segment_shares
+
+    count = len(runs[0].alive)
+    shares = segment_shares(config, first_trial, count)
+    blend = np.zeros(count)
+    for share, run in zip(shares, runs, strict=True):
         args = kernel_inputs(config, run.segment, run.inputs)
-        blend = blend + run.segment.share * expected_ltv(args, config.horizon_months)["discounted"]
-    return np.asarray(blend)
+        blend += share * expected_ltv(args, config.horizon_months)["discounted"]
+    return blend
 
 
 def relative_error(values: np.ndarray, paired: bool) -> float:
