@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from . import __version__, _kernels
+from . import __version__, _kernels, purchase_model
 from .config import Config, key_spec
 from .model import expected_ltv, kernel_inputs
 
@@ -32,6 +32,17 @@ VARIABLES: dict[str, tuple[tuple[str, ...], str, str]] = {
         "CAC, gross profit accruing evenly within a month; NaN if not within the horizon",
     ),
     "lifetime_months": (TRIAL, "months", "mean months active within the horizon"),
+    "ltv_net_of_cac": (
+        TRIAL,
+        "{money}",
+        "the seeds' e-commerce net LTV: gross-profit LTV (after per-order and retention "
+        "costs) minus CAC; a profit per customer, never to be divided by CAC",
+    ),
+    "orders_per_customer": (
+        TRIAL,
+        "orders per acquired customer",
+        "orders within the horizon, the first included (0 for subscriptions)",
+    ),
     # Exact conditional expectations given the trial's inputs (no cohort noise):
     # the estimator of mean LTV (see model.expected_ltv).
     "expected_ltv_revenue": (TRIAL, "{money}", "E[revenue LTV | the trial's inputs]"),
@@ -43,6 +54,11 @@ VARIABLES: dict[str, tuple[tuple[str, ...], str, str]] = {
     ),
     "survival": (PATH, "1", "share of acquired customers active in the month"),
     "revenue": (PATH, "{money}", "revenue in the month"),
+    "orders": (
+        PATH,
+        "orders per acquired customer",
+        "orders (deals) in the month (0 for subscriptions)",
+    ),
     "gross_profit": (PATH, "{money}", "gross profit in the month"),
     "cumulative_gross_profit": (PATH, "{money}", "gross profit up to and including the month"),
     "cumulative_discounted_gross_profit": (
@@ -146,19 +162,27 @@ def _segment_values(config: Config, run) -> dict[str, np.ndarray]:
     n = config.customers
     inputs = run.inputs
     margin = inputs["revenue.gross_margin"][:, None]
-    cost = inputs["revenue.cost_to_serve_monthly"][:, None]
     survival = run.alive / n
     revenue = run.revenue / n
-    gross_profit = margin * revenue - cost * survival
+    orders = run.orders / n
+    if purchase_model.is_order_driven(run.segment):
+        cost, order_cost = purchase_model.cost_rates(inputs)
+        gross_profit = margin * revenue - cost * survival - order_cost * orders
+        args = purchase_model.kernel_params(config, run.segment, inputs)
+        expected = purchase_model.expected_ltv(args, config.horizon_months)
+    else:
+        cost = inputs["revenue.cost_to_serve_monthly"][:, None]
+        gross_profit = margin * revenue - cost * survival
+        expected = expected_ltv(kernel_inputs(config, run.segment, inputs), config.horizon_months)
     out = {
         "cac": inputs["acquisition.cac"],
         "survival": survival,
         "revenue": revenue,
+        "orders": orders,
         "gross_profit": gross_profit,
         "cumulative_discounted_gross_profit": np.cumsum(gross_profit * run.weights, axis=1),
         "paid_back_share": np.cumsum(run.paid_first, axis=1) / n,
     }
-    expected = expected_ltv(kernel_inputs(config, run.segment, inputs), config.horizon_months)
     for tier, values in expected.items():
         out[f"expected_ltv_{tier}"] = values
     return _derived(out)
@@ -173,6 +197,8 @@ def _derived(v: dict) -> dict:
     v["ltv_cac"] = v["ltv_gross_profit"] / v["cac"]
     v["ltv_cac_discounted"] = v["ltv_discounted"] / v["cac"]
     v["lifetime_months"] = v["survival"].sum(axis=1)
+    v["ltv_net_of_cac"] = v["ltv_gross_profit"] - v["cac"]
+    v["orders_per_customer"] = v["orders"].sum(axis=1)
     v["payback_months"] = payback_months(v["cumulative_gross_profit"], v["gross_profit"], v["cac"])
     return v
 
@@ -186,6 +212,7 @@ def _blend(per_segment: list[dict], shares: np.ndarray) -> dict:
         "cac",
         "survival",
         "revenue",
+        "orders",
         "gross_profit",
         "cumulative_discounted_gross_profit",
         "paid_back_share",

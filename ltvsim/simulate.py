@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from . import _kernels
+from . import _kernels, _purchase_kernel, purchase_model
 from ._rng import derive, stream_key
 from .analysis import mean_standard_error
 from .config import Config, ConfigError, Segment, load_config
@@ -43,6 +43,7 @@ class SegmentRun:
     paid_first: np.ndarray  # (trial, period) customers first paid back in month t
     weights: np.ndarray  # (trial, period) discount factor of month t
     customer_hist: np.ndarray  # (bin,) customers by discounted LTV, pooled over trials
+    orders: np.ndarray | None = None  # (trial, period) orders in month t (order-driven models)
 
 
 def simulate(
@@ -123,9 +124,17 @@ def expected_discounted_ltv(config: Config, runs: list[SegmentRun]) -> np.ndarra
     """Per trial, the exact E[discounted LTV | inputs] blended over segments."""
     blend = 0.0
     for run in runs:
-        args = kernel_inputs(config, run.segment, run.inputs)
-        blend = blend + run.segment.share * expected_ltv(args, config.horizon_months)["discounted"]
+        blend = blend + run.segment.share * segment_expected_ltv(config, run)["discounted"]
     return np.asarray(blend)
+
+
+def segment_expected_ltv(config: Config, run: SegmentRun) -> dict[str, np.ndarray]:
+    """Per trial, the exact E[LTV tiers | inputs] of one segment, whatever its business model."""
+    if purchase_model.is_order_driven(run.segment):
+        args = purchase_model.kernel_params(config, run.segment, run.inputs)
+        return purchase_model.expected_ltv(args, config.horizon_months)
+    args = kernel_inputs(config, run.segment, run.inputs)
+    return expected_ltv(args, config.horizon_months)
 
 
 def relative_error(values: np.ndarray, paired: bool) -> float:
@@ -154,6 +163,7 @@ def _concatenate(parts: list[list[SegmentRun]]) -> list[SegmentRun]:
                 paid_first=np.concatenate([p.paid_first for p in pieces]),
                 weights=np.concatenate([p.weights for p in pieces]),
                 customer_hist=sum(p.customer_hist for p in pieces),
+                orders=np.concatenate([p.orders for p in pieces]),
             )
         )
     return joined
@@ -202,6 +212,7 @@ def _empty_run(config: Config, segment: Segment) -> SegmentRun:
         paid_first=np.zeros(shape, np.int64),
         weights=np.zeros(shape),
         customer_hist=np.zeros(_kernels.HIST_BINS, np.int64),
+        orders=np.zeros(shape, np.int64),
     )
 
 
@@ -211,6 +222,9 @@ def _run_block(config: Config, run: SegmentRun, offset: int, first: int, count: 
     inputs = draw_inputs(config, segment, offset + first, count)
     for path, values in inputs.items():
         run.inputs.setdefault(path, np.empty(config.trials))[first : first + count] = values
+    if purchase_model.is_order_driven(segment):
+        _run_purchase_block(config, run, inputs, offset, first, count, chunks)
+        return
     args = kernel_inputs(config, segment, inputs)
     customers_key = stream_key(config.seed, "customers", segment.name)
     trial_keys = np.array(
@@ -264,6 +278,52 @@ def _run_block(config: Config, run: SegmentRun, offset: int, first: int, count: 
     # alive in month t = customers active for more than t months
     run.alive[rows] = np.cumsum(ends[:, ::-1], axis=1)[:, ::-1][:, 1:]
     run.revenue[rows] = np.add.reduceat(revenue, starts, axis=0)
+    run.paid_first[rows] = np.add.reduceat(paid, starts, axis=0)
+    run.weights[rows] = args["weights"]
+    run.customer_hist += hist.sum(axis=0)
+
+
+def _run_purchase_block(
+    config: Config, run: SegmentRun, inputs: dict, offset: int, first: int, count: int, chunks: int
+):
+    """``_run_block`` for the order-driven business models (``purchase_model``)."""
+    args = purchase_model.kernel_params(config, run.segment, inputs)
+    customers_key = stream_key(config.seed, "customers", run.segment.name)
+    trial_keys = np.array(
+        [derive(customers_key, offset + first + j) for j in range(count)], np.uint64
+    )
+    n_customers, horizon = config.customers, config.horizon_months
+    unit_trial = np.repeat(np.arange(count), chunks)
+    unit_first = np.tile(np.arange(chunks) * CHUNK_CUSTOMERS, count)
+    unit_count = np.minimum(CHUNK_CUSTOMERS, n_customers - unit_first)
+    n_units = len(unit_trial)
+    ends = np.zeros((n_units, horizon + 1), np.int64)
+    revenue = np.zeros((n_units, horizon))
+    orders = np.zeros((n_units, horizon), np.int64)
+    paid = np.zeros((n_units, horizon), np.int64)
+    hist = np.zeros((numba.get_num_threads(), _kernels.HIST_BINS), np.int64)
+    _purchase_kernel.simulate_purchase_units(
+        unit_trial,
+        unit_first,
+        unit_count,
+        trial_keys,
+        args["process"],
+        args["params"],
+        args["weights"],
+        args["cum_weights"],
+        ends,
+        revenue,
+        orders,
+        paid,
+        hist,
+    )
+    # A trial's chunks are consecutive units: add them in order.
+    starts = np.arange(count) * chunks
+    ends = np.add.reduceat(ends, starts, axis=0)
+    rows = slice(first, first + count)
+    run.alive[rows] = np.cumsum(ends[:, ::-1], axis=1)[:, ::-1][:, 1:]
+    run.revenue[rows] = np.add.reduceat(revenue, starts, axis=0)
+    run.orders[rows] = np.add.reduceat(orders, starts, axis=0)
     run.paid_first[rows] = np.add.reduceat(paid, starts, axis=0)
     run.weights[rows] = args["weights"]
     run.customer_hist += hist.sum(axis=0)
