@@ -431,7 +431,6 @@ SCHEMA: dict[str, dict[str, Key]] = {
             "years",
             "how long an account keeps buying (its mean, when retention = exponential)",
             0.0,
-            100.0,
             low_open=True,
             uncertain=True,
         ),
