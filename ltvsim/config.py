@@ -746,6 +746,7 @@ def _resolve_segment(name: str, share: float, top: dict, own: dict) -> Segment:
                 values[path], streams[path] = own[section][key], f"{name}/{path}"
             else:
                 values[path], streams[path] = top.get(section, {}).get(key, spec.default), path
+    _check_business_model(where, top, own, values, streams)
     # A segment that sets churn.model starts its churn from scratch (but keeps
     # renewal_months); one that sets either rate replaces both inherited rates.
     churn_top = dict(top.get("churn", {}))
@@ -784,7 +785,6 @@ def _resolve_segment(name: str, share: float, top: dict, own: dict) -> Segment:
             f"({upper[0]:g} + {upper[1]:g}); at most one plan change happens a month",
             f"{where}expansion",
         )
-    _check_business_model(where, top, own, values, streams)
     if "timing" in own.get("discount", {}):
         raise ConfigError(
             "discount timing is one convention for the whole run; set it in "

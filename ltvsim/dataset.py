@@ -152,10 +152,20 @@ def build_dataset(config: Config, runs) -> xr.Dataset:
         "currency": config.currency,
         "discount_timing": config.segments[0]["discount.timing"],
         "antithetic_inputs": int(config.antithetic_inputs),
-        "payments": "in advance: a customer pays in month 0 and every month it is active",
+        "payments": _payments(config),
         "config": config.to_json(),
     }
     return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def _payments(config: Config) -> str:
+    text = "in advance: a customer pays in month 0 and every month it is active"
+    if any(purchase_model.is_order_driven(s) for s in config.segments):
+        text += (
+            "; order-driven models (repeat purchase, deals): an order is paid when placed, "
+            "at time t in month floor(t), the first at t = 0"
+        )
+    return text
 
 
 def _segment_values(config: Config, run) -> dict[str, np.ndarray]:
