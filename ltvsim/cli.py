@@ -496,7 +496,7 @@ def sensitivity(
         ds = simulate(config, trials=trials, customers=customers, seed=seed, threads=threads)
         tornado = run_sensitivity(
             config,
-            levers=default_levers(swing),
+            levers=default_levers(swing, config),
             trials=trials,
             customers=customers,
             seed=seed,

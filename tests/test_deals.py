@@ -268,3 +268,12 @@ def test_cli_runs_the_b2b_example(tmp_path):
     assert result.exit_code == 0, result.output
     for label in ("ltv_gross_profit", "money in JPY", "payback > 18 months (slow)"):
         assert label in result.output
+
+
+def test_sensitivity_swings_the_deal_levers():
+    tornado = ltvsim.sensitivity(STOCHASTIC, trials=4, customers=200)
+    keys = dict(zip(tornado.lever.values, tornado.config_key.values, strict=True))
+    assert keys["deal value"] == "deals.follow_on_value"
+    assert keys["retention (years)"] == "deals.retention_years"
+    ltv = tornado.mean_ltv_discounted.sel(lever="purchase frequency (deals per year)")
+    assert ltv.sel(side="high") > ltv.sel(side="low")

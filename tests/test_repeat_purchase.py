@@ -386,3 +386,24 @@ def test_cli_runs_the_ecommerce_example(tmp_path):
     saved = ltvsim.open_result(output)
     assert saved.orders.attrs["units"] == "orders per acquired customer"
     assert "input_purchase_r" in saved and "input_spend_mean_order_value" in saved
+
+
+def test_sensitivity_swings_the_repeat_purchase_levers():
+    tornado = ltvsim.sensitivity(BGNBD, trials=6, customers=300)
+    keys = dict(zip(tornado.lever.values, tornado.config_key.values, strict=True))
+    assert keys["order value (spend)"] == "spend.gamma"
+    assert keys["purchase frequency (r)"] == "purchase.r"
+    assert keys["dropout (retention)"] == "purchase.a"
+    ltv = tornado.mean_ltv_discounted  # exact conditional expectations: no noise
+    assert ltv.sel(lever="purchase frequency (r)", side="high") > ltv.sel(
+        lever="purchase frequency (r)", side="low"
+    )
+    assert ltv.sel(lever="dropout (retention)", side="high") < ltv.sel(
+        lever="dropout (retention)", side="low"
+    )
+
+
+def test_worksheet_refuses_an_order_driven_config():
+    result = CliRunner().invoke(app, ["worksheet", "configs/ecommerce.toml"])
+    assert result.exit_code == 2
+    assert "business.model" in result.output and "subscription" in result.output
