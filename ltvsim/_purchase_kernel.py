@@ -132,6 +132,12 @@ def _customer(
         if k > 0 and win < 1.0:
             orders, x = next_uniform(orders)
             won = x < win
+        # Every opportunity draws its value, won or not, so a scenario that changes
+        # the win probability keeps the other deals' values (common random numbers).
+        value = prm[FIRST_VALUE] if k == 0 else prm[FOLLOW_ON_VALUE]
+        if shape > 0.0:
+            values, g = next_gamma(values, shape)
+            value = g * (scale_first if k == 0 else scale_follow)
         if won:
             m = int(t)
             if m > month:
@@ -142,11 +148,6 @@ def _customer(
                     out_paid[u, month] += 1
                 cum -= marketing * (m - month)
                 month = m
-            if shape > 0.0:
-                values, g = next_gamma(values, shape)
-                value = g * (scale_first if k == 0 else scale_follow)
-            else:
-                value = prm[FIRST_VALUE] if k == 0 else prm[FOLLOW_ON_VALUE]
             gross_profit = margin * value - order_cost
             cum += gross_profit
             ltv += gross_profit * weights[m]

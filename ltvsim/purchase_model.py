@@ -108,17 +108,17 @@ def expected_paths(args: dict, horizon: int) -> dict[str, np.ndarray]:
     ``P(τ > t_k) × P(won) × mean value``.
     """
     prm = args["params"]
-    months = np.arange(horizon + 1, dtype=float)
-    col = {name: prm[:, c][:, None] for name, c in (("r", pk.R), ("alpha", pk.ALPHA))}
     if args["process"] == pk.DEALS:
         return _expected_deal_paths(prm, horizon)
+    months = np.arange(horizon + 1, dtype=float)
+    r, alpha = prm[:, pk.R][:, None], prm[:, pk.ALPHA][:, None]
     if args["process"] == pk.BGNBD:
         a, b = prm[:, pk.A][:, None], prm[:, pk.B][:, None]
-        repeat = bgnbd_expected_purchases(col["r"], col["alpha"], a, b, months)
-        alive = bgnbd_alive_probability(col["r"], col["alpha"], a, b, months[:-1])
+        repeat = bgnbd_expected_purchases(r, alpha, a, b, months)
+        alive = bgnbd_alive_probability(r, alpha, a, b, months[:-1])
     else:
         s, beta = prm[:, pk.S][:, None], prm[:, pk.BETA][:, None]
-        repeat = pareto_nbd_expected_purchases(col["r"], col["alpha"], s, beta, months)
+        repeat = pareto_nbd_expected_purchases(r, alpha, s, beta, months)
         alive = pareto_nbd_alive_probability(s, beta, months[:-1])
     orders = np.diff(repeat, axis=1)
     orders[:, 0] += 1.0  # the acquisition order
