@@ -407,3 +407,14 @@ def test_worksheet_refuses_an_order_driven_config():
     result = CliRunner().invoke(app, ["worksheet", "configs/ecommerce.toml"])
     assert result.exit_code == 2
     assert "business.model" in result.output and "subscription" in result.output
+
+
+def test_report_of_an_order_driven_result_has_no_worksheet(tmp_path):
+    pytest.importorskip("matplotlib")
+    result = tmp_path / "shop.nc"
+    ltvsim.write_result(ltvsim.simulate("configs/ecommerce.toml", trials=10, customers=100), result)
+    page = tmp_path / "shop.html"
+    outcome = CliRunner().invoke(app, ["report", str(result), "-o", str(page)])
+    assert outcome.exit_code == 0, outcome.output
+    text = page.read_text()
+    assert "ltv_discounted" in text and "Worksheet" not in text
