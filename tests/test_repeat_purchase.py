@@ -14,6 +14,8 @@ import numba
 import numpy as np
 import pytest
 import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import integrate, stats
 from typer.testing import CliRunner
 
@@ -418,3 +420,74 @@ def test_report_of_an_order_driven_result_has_no_worksheet(tmp_path):
     assert outcome.exit_code == 0, outcome.output
     text = page.read_text()
     assert "ltv_discounted" in text and "Worksheet" not in text
+
+
+# ------------------------------------------------------------ properties (hypothesis)
+
+
+@st.composite
+def order_driven_configs(draw):
+    """Any valid repeat-purchase or deals config, costs off so the LTV tiers are ordered."""
+    config = {
+        "simulation": {
+            "trials": draw(st.integers(1, 4)),
+            "customers": draw(st.integers(1, 200)),
+            "horizon_months": draw(st.integers(1, 60)),
+            "seed": draw(st.integers(0, 2**32)),
+        },
+        "acquisition": {"cac": draw(st.floats(1.0, 1000.0))},
+        "revenue": {"gross_margin": draw(st.floats(0.0, 1.0))},
+        "discount": {
+            "annual_rate": draw(st.floats(0.0, 1.0)),
+            "timing": draw(st.sampled_from(["start", "middle", "end", "continuous"])),
+        },
+    }
+    if draw(st.booleans()):
+        process = draw(st.sampled_from(["bgnbd", "pareto_nbd"]))
+        positive = st.floats(0.05, 20.0)
+        purchase = {"process": process, "r": draw(positive), "alpha_months": draw(positive)}
+        if process == "bgnbd":
+            purchase.update(a=draw(positive), b=draw(positive))
+        else:
+            purchase.update(s=draw(positive), beta_months=draw(positive))
+        config["business"] = {"model": "repeat_purchase"}
+        config["purchase"] = purchase
+        config["spend"] = {"p": draw(positive), "q": draw(st.floats(1.05, 20.0))}
+        config["spend"]["mean_order_value"] = draw(st.floats(0.01, 500.0))
+    else:
+        config["business"] = {"model": "deals"}
+        config["deals"] = {
+            "first_deal_value": draw(st.floats(1.0, 1e5)),
+            "follow_on_value": draw(st.floats(1.0, 1e5)),
+            "value_cv": draw(st.floats(0.0, 3.0)),
+            "per_year": draw(st.floats(0.1, 52.0)),
+            "follow_on_probability": draw(st.floats(0.0, 1.0)),
+            "retention_years": draw(st.floats(0.01, 20.0)),
+            "retention": draw(st.sampled_from(["fixed", "exponential"])),
+        }
+    return config
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(order_driven_configs())
+def test_order_driven_paths_are_monotone_bounded_and_ordered(config):
+    ds = ltvsim.simulate(config).sel(segment="all")
+    survival = ds.survival.values
+    assert (survival[:, 0] == 1).all()  # everyone is alive when it places its first order
+    assert (survival >= 0).all() and (np.diff(survival, axis=1) <= 0).all()
+    assert (ds.orders.values[:, 0] >= 1).all()
+    paid = ds.paid_back_share.values
+    assert (np.diff(paid, axis=1) >= 0).all() and (paid <= 1).all()
+    revenue, gross, discounted = (
+        ds[n].values for n in ("ltv_revenue", "ltv_gross_profit", "ltv_discounted")
+    )
+    tolerance = 1e-9 * (1 + revenue)
+    assert (revenue >= gross - tolerance).all() and (gross >= discounted - tolerance).all()
+    assert (discounted >= 0).all()
+    for tier in ("revenue", "gross_profit", "discounted"):
+        assert np.isfinite(ds[f"expected_ltv_{tier}"].values).all()
+    if config["business"]["model"] == "deals":
+        opportunities = math.ceil(
+            config["simulation"]["horizon_months"] * config["deals"]["per_year"] / 12
+        )
+        assert (ds.orders_per_customer.values <= opportunities + 1e-9).all()
