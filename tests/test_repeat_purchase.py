@@ -154,6 +154,11 @@ def test_pareto_nbd_orders_and_alive_match_closed_forms(pareto, t):
     assert_mc_close(alive, formulas.pareto_nbd_alive_probability(S, BETA, t - 1))
 
 
+def test_pareto_nbd_ltv_tiers_match_exact_conditional_expectation(pareto):
+    for tier in ("revenue", "gross_profit"):
+        assert_mc_close(_all(pareto, f"ltv_{tier}"), _all(pareto, f"expected_ltv_{tier}")[0])
+
+
 def test_bgnbd_probability_alive_given_history():
     """Customers simulated by the process: alive at T as often as P(alive | x, t_x, T) says.
 
