@@ -12,7 +12,6 @@ import xarray as xr
 
 from . import __version__, _kernels, purchase_model
 from .config import Config, key_spec
-from .model import expected_ltv, kernel_inputs
 
 TRIAL = ("trial", "segment")
 PATH = ("trial", "period", "segment")
@@ -178,12 +177,10 @@ def _segment_values(config: Config, run) -> dict[str, np.ndarray]:
     if purchase_model.is_order_driven(run.segment):
         cost, order_cost = purchase_model.cost_rates(inputs)
         gross_profit = margin * revenue - cost * survival - order_cost * orders
-        args = purchase_model.kernel_params(config, run.segment, inputs)
-        expected = purchase_model.expected_ltv(args, config.horizon_months)
     else:
         cost = inputs["revenue.cost_to_serve_monthly"][:, None]
         gross_profit = margin * revenue - cost * survival
-        expected = expected_ltv(kernel_inputs(config, run.segment, inputs), config.horizon_months)
+    expected = purchase_model.segment_expected_ltv(config, run.segment, inputs)
     out = {
         "cac": inputs["acquisition.cac"],
         "survival": survival,

@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _purchase_kernel as pk
+from . import model
 from .config import Config, Segment
 from .formulas import (
     bgnbd_alive_probability,
@@ -167,3 +168,11 @@ def expected_ltv(args: dict, horizon: int) -> dict[str, np.ndarray]:
         "gross_profit": gross_profit.sum(axis=1),
         "discounted": (gross_profit * args["weights"]).sum(axis=1),
     }
+
+
+def segment_expected_ltv(config: Config, segment: Segment, inputs: dict) -> dict[str, np.ndarray]:
+    """Per trial, the exact E[LTV tiers | inputs] of a segment, whatever its business model."""
+    if is_order_driven(segment):
+        return expected_ltv(kernel_params(config, segment, inputs), config.horizon_months)
+    args = model.kernel_inputs(config, segment, inputs)
+    return model.expected_ltv(args, config.horizon_months)

@@ -20,7 +20,7 @@ from . import _kernels, _purchase_kernel, purchase_model
 from ._rng import derive, stream_key
 from .analysis import mean_standard_error
 from .config import Config, ConfigError, Segment, load_config
-from .model import draw_inputs, expected_ltv, kernel_inputs
+from .model import draw_inputs, kernel_inputs
 
 # Customers per work unit. Fixed (not tuned to the machine) because a trial's
 # floating-point sums are added chunk by chunk: changing it changes the last bits.
@@ -124,17 +124,9 @@ def expected_discounted_ltv(config: Config, runs: list[SegmentRun]) -> np.ndarra
     """Per trial, the exact E[discounted LTV | inputs] blended over segments."""
     blend = 0.0
     for run in runs:
-        blend = blend + run.segment.share * segment_expected_ltv(config, run)["discounted"]
+        expected = purchase_model.segment_expected_ltv(config, run.segment, run.inputs)
+        blend = blend + run.segment.share * expected["discounted"]
     return np.asarray(blend)
-
-
-def segment_expected_ltv(config: Config, run: SegmentRun) -> dict[str, np.ndarray]:
-    """Per trial, the exact E[LTV tiers | inputs] of one segment, whatever its business model."""
-    if purchase_model.is_order_driven(run.segment):
-        args = purchase_model.kernel_params(config, run.segment, run.inputs)
-        return purchase_model.expected_ltv(args, config.horizon_months)
-    args = kernel_inputs(config, run.segment, run.inputs)
-    return expected_ltv(args, config.horizon_months)
 
 
 def relative_error(values: np.ndarray, paired: bool) -> float:
