@@ -553,7 +553,7 @@ def sensitivity(
         ds = simulate(config, trials=trials, customers=customers, seed=seed, threads=threads)
         tornado = run_sensitivity(
             config,
-            levers=default_levers(swing),
+            levers=default_levers(swing, config),
             trials=trials,
             customers=customers,
             seed=seed,
@@ -778,17 +778,18 @@ def report(
 
         ds = open_result(result)
         config = load_config(json.loads(ds.attrs["config"]))
-        sheet = make_worksheet(
-            config,
-            trials=min(worksheet_trials, int(ds.attrs["trials"])),
-            customers=min(1000, int(ds.attrs["customers_per_segment"])),
-        )
-        page = charts.report_html(
-            ds,
-            extra_sections=[
+        sections = []
+        # the worksheet is the subscription formula; order-driven models have none
+        if all(s["business.model"] == "subscription" for s in config.segments):
+            sheet = make_worksheet(
+                config,
+                trials=min(worksheet_trials, int(ds.attrs["trials"])),
+                customers=min(1000, int(ds.attrs["customers_per_segment"])),
+            )
+            sections.append(
                 ("Worksheet: the formula beside the simulation", charts.worksheet_html(sheet))
-            ],
-        )
+            )
+        page = charts.report_html(ds, extra_sections=sections)
         atomic_write(output, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
     except (*USER_ERRORS, ImportError, ValueError) as exc:
         raise _fail(str(exc)) from None

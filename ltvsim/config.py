@@ -353,6 +353,206 @@ SCHEMA: dict[str, dict[str, Key]] = {
             1.0,
         ),
     },
+    "business": {
+        "model": Key(
+            "choice",
+            "subscription",
+            "",
+            "how customers pay: recurring MRR with churn (subscription); orders at random "
+            "while alive, dropping out unobserved (repeat_purchase: e-commerce, retail); a "
+            "first deal and follow-on deals (deals: one-time sales, B2B)",
+            choices=("subscription", "repeat_purchase", "deals"),
+        ),
+    },
+    # Repeat purchase: a buy-till-you-die process (Fader, Hardie & Lee, "Counting
+    # your customers the easy way", Marketing Science 24(2), 2005; Schmittlein,
+    # Morrison & Colombo, Management Science 33(1), 1987). Defaults are the
+    # published CDNOW estimates, converted from weeks to months (1 month =
+    # 365.25 / 7 / 12 weeks; alpha and beta are times, so they divide by it).
+    "purchase": {
+        "process": Key(
+            "choice",
+            "bgnbd",
+            "",
+            "buy-till-you-die process: BG/NBD (drops out after a purchase) or Pareto/NBD "
+            "(drops out at an exponential time)",
+            choices=("bgnbd", "pareto_nbd"),
+        ),
+        "r": Key(
+            "float",
+            0.243,
+            "1",
+            "purchase rate across customers ~ Gamma(shape r, rate alpha_months): "
+            "mean r / alpha_months purchases per month",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "alpha_months": Key(
+            "float",
+            1.0151,
+            "months",
+            "rate parameter (a time) of the gamma distribution of purchase rates",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "a": Key(
+            "float",
+            0.793,
+            "1",
+            "bgnbd: dropout probability after each repeat purchase ~ Beta(a, b)",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "b": Key(
+            "float",
+            2.426,
+            "1",
+            "bgnbd: dropout probability after each repeat purchase ~ Beta(a, b)",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "s": Key(
+            "float",
+            0.606,
+            "1",
+            "pareto_nbd: dropout rate across customers ~ Gamma(shape s, rate beta_months)",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "beta_months": Key(
+            "float",
+            2.6836,
+            "months",
+            "pareto_nbd: rate parameter (a time) of the gamma distribution of dropout rates",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "cost_per_order": Key(
+            "float",
+            0.0,
+            "currency per order",
+            "cost of each order beyond COGS (picking, shipping, payment)",
+            0.0,
+            uncertain=True,
+        ),
+        "marketing_monthly": Key(
+            "float",
+            0.0,
+            "currency per month",
+            "retention marketing per customer for every month it is alive (not dropped out)",
+            0.0,
+            uncertain=True,
+        ),
+    },
+    # Spend per order: the gamma-gamma model (Fader, Hardie & Lee, "RFM and CLV:
+    # using iso-value curves for customer base analysis", JMR 42(4), 2005);
+    # defaults are its CDNOW estimates (US dollars).
+    "spend": {
+        "p": Key(
+            "float",
+            6.25,
+            "1",
+            "gamma-gamma: order value ~ Gamma(shape p, rate nu); "
+            "p sets the spread of one customer's orders (cv 1/sqrt(p))",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "q": Key(
+            "float",
+            3.74,
+            "1",
+            "gamma-gamma: nu ~ Gamma(shape q, rate gamma) across customers; "
+            "q sets how much customers' mean order values differ",
+            1.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "gamma": Key(
+            "float",
+            None,
+            "currency",
+            "gamma-gamma: rate of nu (15.44 when mean_order_value is not given); "
+            "mean order value = p gamma / (q - 1)",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "mean_order_value": Key(
+            "float",
+            None,
+            "currency per order",
+            "instead of gamma: the mean order value, gamma = mean_order_value (q - 1) / p",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+    },
+    "deals": {
+        "first_deal_value": Key(
+            "float",
+            40000.0,
+            "currency per deal",
+            "value of the first deal (mean, when value_cv > 0)",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "follow_on_value": Key(
+            "float",
+            None,
+            "currency per deal",
+            "mean value of a follow-on deal (the first deal's value when not given)",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "value_cv": Key(
+            "float",
+            0.0,
+            "1",
+            "coefficient of variation of each deal's value around its mean (gamma)",
+            0.0,
+            10.0,
+            uncertain=True,
+        ),
+        "per_year": Key(
+            "float",
+            6.0,
+            "deals per year",
+            "deal opportunities per year, evenly spaced from the first deal",
+            0.0,
+            365.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "follow_on_probability": _rate(
+            "chance that a follow-on opportunity becomes a deal", "1", 1.0
+        ),
+        "retention_years": Key(
+            "float",
+            5.0,
+            "years",
+            "how long an account keeps buying (its mean, when retention = exponential)",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "retention": Key(
+            "choice",
+            "fixed",
+            "",
+            "fixed: every account buys for exactly retention_years; exponential: accounts "
+            "leave at a constant hazard, mean retention_years",
+            choices=("fixed", "exponential"),
+        ),
+    },
 }
 # Sections that hold one setting for the whole run: a segment cannot override them.
 RUN_SECTIONS = ("simulation", "mix")
@@ -362,6 +562,24 @@ CHURN_MODEL_KEYS = {
     "sbg": {"alpha", "beta"},
     "curve": {"monthly_rates"},
 }
+# Keys (whole sections or section.key) that only one business model uses; the
+# rest (acquisition, gross margin, discount) are shared by every model.
+BUSINESS_MODEL_KEYS = {
+    "subscription": {
+        "churn",
+        "expansion",
+        "seats",
+        "costs",
+        "revenue.mrr_model",
+        "revenue.arpa_monthly",
+        "revenue.arpa_cv",
+        "revenue.billing_months",
+        "revenue.cost_to_serve_monthly",
+    },
+    "repeat_purchase": {"purchase", "spend"},
+    "deals": {"deals"},
+}
+PURCHASE_PROCESS_KEYS = {"bgnbd": {"a", "b"}, "pareto_nbd": {"s", "beta_months"}}
 SEGMENT_KEYS = {"name", "share"}
 RESERVED_SEGMENT = "all"
 
@@ -652,6 +870,7 @@ def _resolve_segment(name: str, share: float, top: dict, own: dict) -> Segment:
                 values[path], streams[path] = own[section][key], f"{name}/{path}"
             else:
                 values[path], streams[path] = top.get(section, {}).get(key, spec.default), path
+    _check_business_model(where, top, own, values, streams)
     # A segment that sets churn.model starts its churn from scratch (but keeps
     # renewal_months); one that sets either rate replaces both inherited rates.
     churn_top = dict(top.get("churn", {}))
@@ -737,6 +956,51 @@ def _check_mrr_model(mrr_model: str, where: str, top: dict, own: dict):
         hint = 'only used when revenue.mrr_model = "seats"'
     if clash:
         raise ConfigError(f"{hint}; got it with mrr_model = {mrr_model!r}", where + clash[0])
+
+
+def owner_model(path: str, business_model: str) -> str | None:
+    """The other business model config key ``path`` belongs to, or None if this one may use it."""
+    section = path.split(".")[0]
+    for other, keys in BUSINESS_MODEL_KEYS.items():
+        if other != business_model and (path in keys or section in keys):
+            return other
+    return None
+
+
+def _check_business_model(where: str, top: dict, own: dict, values: dict, streams: dict):
+    """Reject keys the segment's business model does not use; fill derived defaults."""
+    model = values["business.model"]
+    given = {f"{s}.{k}" for part in (top, own) for s, keys in part.items() for k in keys}
+    for path in sorted(given):
+        other = owner_model(path, model)
+        if other:
+            raise ConfigError(
+                f"is only used when business.model = {other!r} (model here is {model!r})",
+                f"{where}{path}",
+            )
+    process = values["purchase.process"]
+    for other, keys in PURCHASE_PROCESS_KEYS.items():
+        for key in sorted(keys):
+            if other != process and f"purchase.{key}" in given:
+                raise ConfigError(
+                    f"is only used when purchase.process = {other!r} (process here is {process!r})",
+                    f"{where}purchase.{key}",
+                )
+    # gamma or mean_order_value: a segment that sets either replaces both.
+    spend = {"gamma", "mean_order_value"}
+    spend_given = spend & set(own.get("spend", {})) or spend & set(top.get("spend", {}))
+    if spend_given == spend:
+        raise ConfigError("give gamma or mean_order_value, not both", f"{where}spend")
+    if "spend.gamma" in given and spend_given == {"mean_order_value"}:
+        values["spend.gamma"] = None
+    if "spend.mean_order_value" in given and spend_given == {"gamma"}:
+        values["spend.mean_order_value"] = None
+    if not spend_given:
+        values["spend.gamma"] = 15.44  # CDNOW (Fader, Hardie & Lee 2005)
+    if values["deals.follow_on_value"] is None:
+        # the first deal's value, drawn from the same stream: the same number
+        values["deals.follow_on_value"] = values["deals.first_deal_value"]
+        streams["deals.follow_on_value"] = streams["deals.first_deal_value"]
 
 
 def _upper(value) -> float:

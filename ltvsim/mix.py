@@ -19,7 +19,7 @@ import numpy as np
 from scipy.special import gammaincinv
 
 from ._rng import stream_key
-from .config import PER_ACCOUNT_ONLY, SCHEMA, Config, load_config
+from .config import PER_ACCOUNT_ONLY, SCHEMA, Config, load_config, owner_model
 from .distributions import Distribution
 from .model import trial_uniforms
 
@@ -102,6 +102,8 @@ def naive_average_config(config: Config) -> tuple[Config, dict[str, object]]:
             continue
         for key in keys:
             path = f"{section}.{key}"
+            if owner_model(path, segments[0]["business.model"]):
+                continue
             if same(path):
                 value = segments[0][path]
                 if value is not None and value != keys[key].default:

@@ -210,20 +210,74 @@ class Lever:
         return f"±{self.swing * 100:g} points"
 
 
-def default_levers(swing: float = 0.10) -> list[Lever]:
-    """DOMAIN.md's levers (price, retention, margin) plus CAC, expansion and discount.
+def default_levers(swing: float = 0.10, config=None) -> list[Lever]:
+    """DOMAIN.md's levers (price, purchase frequency, retention, margin) plus CAC,
+    expansion and discount, for the business model of ``config`` (default: subscription).
 
-    Purchase frequency is not a lever of this model: a subscription bills
-    every month; its effect is that of price.
+    Purchase frequency is not a lever of a subscription: it bills every
+    month, so its effect is that of price. For repeat purchase, price is the
+    mean order value, frequency the purchase-rate shape ``r`` (the mean rate
+    is ``r / alpha_months``) and retention the dropout (BG/NBD ``a``, Pareto/NBD
+    ``s``: the mean dropout probability or rate moves with them); for deals,
+    the deal value, deals per year and retention years.
     """
+    shared = [
+        Lever("gross margin", "revenue.gross_margin", swing, True),
+        Lever("CAC", "acquisition.cac", swing, True),
+    ]
+    discount = Lever("discount rate", "discount.annual_rate", 0.02, False)
+    model = "subscription" if config is None else _business_model(_config(config))
+    if model == "repeat_purchase":
+        return [
+            Lever("order value (spend)", "spend", swing, True),
+            Lever("purchase frequency (r)", "purchase.r", swing, True),
+            Lever("dropout (retention)", "dropout", swing, True),
+            *shared,
+            discount,
+        ]
+    if model == "deals":
+        return [
+            Lever("deal value", "deal_value", swing, True),
+            Lever("purchase frequency (deals per year)", "deals.per_year", swing, True),
+            Lever("retention (years)", "deals.retention_years", swing, True),
+            *shared,
+            discount,
+        ]
     return [
         Lever("price (ARPA)", "revenue.arpa_monthly", swing, True),
         Lever("retention (churn)", "churn", swing, True),
-        Lever("gross margin", "revenue.gross_margin", swing, True),
-        Lever("CAC", "acquisition.cac", swing, True),
+        *shared,
         Lever("expansion (annual growth)", "expansion.annual_growth", 0.05, False),
-        Lever("discount rate", "discount.annual_rate", 0.02, False),
+        discount,
     ]
+
+
+def _business_model(config: Config) -> str:
+    models = {s["business.model"] for s in config.segments}
+    if len(models) > 1:
+        raise ConfigError(
+            "the default levers need one business model in every segment, got "
+            f"{', '.join(sorted(models))}",
+            "business.model",
+        )
+    return models.pop()
+
+
+def _lever_path(config: Config, path: str) -> str:
+    """The config key a lever named by concept (``"churn"``, ``"spend"`` …) moves."""
+    if path == "churn":
+        return _churn_path(config)
+    if path == "spend":  # the mean order value is proportional to either key
+        given = any(s["spend.mean_order_value"] is not None for s in config.segments)
+        return "spend.mean_order_value" if given else "spend.gamma"
+    if path == "dropout":
+        processes = {s["purchase.process"] for s in config.segments}
+        return "purchase.s" if processes == {"pareto_nbd"} else "purchase.a"
+    if path == "deal_value":  # follow-on deals carry most of the value when set apart
+        source = [config.source, *config.source.get("segments", [])]
+        given = any("follow_on_value" in part.get("deals", {}) for part in source)
+        return "deals.follow_on_value" if given else "deals.first_deal_value"
+    return path
 
 
 def sensitivity(
@@ -251,14 +305,14 @@ def sensitivity(
     if rank_by not in TORNADO_METRICS:
         raise ValueError(f"rank_by must be one of {TORNADO_METRICS}, got {rank_by!r}")
     base = _config(config)
-    levers = levers or default_levers()
+    levers = levers or default_levers(config=base)
     base_ds = base_result
     if base_ds is None:
         base_ds = _simulate(base, trials, customers, seed, threads)
     metrics = {name: [] for name in TORNADO_METRICS}
     names, labels, paths = [], [], []
     for lever in levers:
-        path = _churn_path(base) if lever.path == "churn" else lever.path
+        path = _lever_path(base, lever.path)
         rows = {name: [] for name in metrics}
         for sign in (-1, 1):
             ds = _simulate(adjust(base, path, lever.change(sign)), trials, customers, seed, threads)
