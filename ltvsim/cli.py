@@ -184,7 +184,8 @@ def _report(ds, fmt: Format, extra: dict):
     for segment in segments:
         console.print(_summary_table(ds, segment))
     console.print(_band_table(ds, segments))
-    console.print(_retention_table(ds, segments))
+    if np.isfinite(ds["nrr"].values).any():  # MRR-based: subscription segments
+        console.print(_retention_table(ds, segments))
     warning = unbounded_warning(ds)
     if warning:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)

@@ -249,7 +249,7 @@ def _segment_values(config: Config, run) -> dict[str, np.ndarray]:
     orders = run.orders / n
     weights = run.weights
     if purchase_model.is_order_driven(run.segment):
-        # Orders are paid when placed; no [costs], billing or MRR retention.
+        # Orders are paid when placed; no [costs], billing or MRR (so no NRR/GRR).
         cost, order_cost = purchase_model.cost_rates(inputs)
         margin = inputs["revenue.gross_margin"][:, None]
         gross_profit = margin * revenue - cost * survival - order_cost * orders
@@ -335,6 +335,8 @@ def _derived(v: dict) -> dict:
     with np.errstate(divide="ignore", invalid="ignore"):
         v["nrr"] = v["revenue"][:, 12 : (years + 1) * 12 : 12] / year_start
         v["grr"] = v["retained"] / year_start
+    # Not defined where GRR is not (orders, not MRR: order-driven models).
+    v["nrr"] = np.where(np.isnan(v["retained"]), np.nan, v["nrr"])
     v["ltv_net_of_cac"] = v["ltv_gross_profit"] - v["cac"]
     v["orders_per_customer"] = v["orders"].sum(axis=1)
     return v
