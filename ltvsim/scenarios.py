@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from .analysis import SUMMARY_VARIABLES
+from .analysis import SUMMARY_VARIABLES, mean_standard_error, trial_standard_error
 from .config import Config, ConfigError, key_spec, load_config
 from .dataset import TRIAL, VARIABLES
 from .distributions import Distribution
@@ -160,11 +160,12 @@ def _stack_scenarios(names: list[str], results: list[xr.Dataset], crn: bool) -> 
     stacked = xr.concat([r[keep] for r in results], dim="scenario", join="exact")
     stacked = stacked.assign_coords(scenario=("scenario", names))
     base = stacked.isel(scenario=0)
+    paired = bool(results[0].attrs.get("antithetic_inputs", 0))  # antithetic pairs of trials
     for name in COMPARED:
         difference = stacked[name] - base[name]  # NaN where either never pays back
         n = difference.notnull().sum("trial")
         mean = difference.mean("trial")
-        se = difference.std("trial", ddof=1) / np.sqrt(n)
+        se = trial_standard_error(difference, paired)
         units = VARIABLES[name][1].format(
             money=f"{results[0].attrs['currency']} per acquired customer"
         )
@@ -178,9 +179,8 @@ def _stack_scenarios(names: list[str], results: list[xr.Dataset], crn: bool) -> 
     stacked["p_ltv_cac_at_least_3"] = good.mean("trial").assign_attrs(
         units="1", long_name="P(LTV:CAC >= 3)"
     )
-    paired = good - good.isel(scenario=0)
-    stacked["p_ltv_cac_at_least_3_difference_se"] = (
-        paired.std("trial", ddof=1) / math.sqrt(stacked.sizes["trial"])
+    stacked["p_ltv_cac_at_least_3_difference_se"] = trial_standard_error(
+        good - good.isel(scenario=0), paired
     ).assign_attrs(units="1", long_name="MC standard error of the paired change in P(LTV:CAC >= 3)")
     stacked.attrs = dict(results[0].attrs)
     stacked.attrs["common_random_numbers"] = int(crn)
@@ -494,6 +494,7 @@ def goal_seek(
         raise ConfigError(f"bounds {bounds} must lie in {spec.range_text()} with low < high", lever)
     good_is_high = GOOD_IS_HIGH.get(metric, True)
     cache: dict[float, float] = {}
+    indicators: dict[float, np.ndarray] = {}  # per trial: meets the target?
 
     def p_meets(x: float) -> float:
         if x not in cache:
@@ -501,6 +502,7 @@ def goal_seek(
             values = np.nan_to_num(ds[metric].values, nan=np.inf)
             meets = values >= target if good_is_high else values <= target
             cache[x] = float(meets.mean())
+            indicators[x] = meets
             if on_evaluation is not None:
                 on_evaluation(x, cache[x])  # e.g. progress: lever value, probability
         return cache[x]
@@ -539,6 +541,11 @@ def goal_seek(
 
     value = solve(probability)
     se_p = math.sqrt(probability * (1 - probability) / n)
+    if base.antithetic_inputs:
+        # Antithetic pairs: the error of P from the pairs at the answer (monotone
+        # outcomes: smaller than the binomial one, which stays the fallback).
+        paired_se = mean_standard_error(indicators[value].astype(float), paired=True)[1]
+        se_p = paired_se if paired_se > 0 else se_p
     ends = sorted((solve(probability - se_p), solve(probability + se_p)))
     units = spec.unit.replace("currency", base.currency)
     return GoalSeekResult(
