@@ -361,9 +361,9 @@ def _check_histories(events: list[Event], where: str) -> None:
                 )
             if e.date < before.date:
                 raise DataError(
-                    f"{where} {e.row}, column date: {e.date} is before customer {e.customer!r}'s "
-                    f"previous event ({before.date}, {where} {before.row}); each customer's "
-                    "events must be in date order"
+                    f"{where} {e.row}, column date: {e.date} is before the previous event of "
+                    f"customer {e.customer!r} ({before.date}, {where} {before.row}); each "
+                    "customer's events must be in date order"
                 )
             if e.segment != before.segment:
                 raise DataError(
