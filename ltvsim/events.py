@@ -54,7 +54,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.special import ndtr
 
 from .config import RESERVED_SEGMENT, load_config
 from .fit import DataError, FitError, SBGFit, fit_sbg
@@ -123,7 +122,7 @@ class SegmentFit:
         out: dict = {}
         out["revenue"] = {
             "arpa_monthly": _lognormal(self.arpa),
-            "arpa_cv": _truncated_normal(self.arpa_cv, 0.0, 10.0) if self.arpa_cv.se else 0.0,
+            "arpa_cv": _truncated_normal(self.arpa_cv, 0.0, 10.0),
         }
         if self.churn is not None:
             out.update(self.churn.to_config(renewal_months))
@@ -258,6 +257,8 @@ def read_events(source) -> tuple[list[Event], str]:
         try:
             with path.open(newline="", encoding="utf-8-sig") as handle:
                 reader = csv.DictReader(handle)
+                if reader.fieldnames is not None:  # " date" is the date column
+                    reader.fieldnames = [name.strip() for name in reader.fieldnames]
                 header = reader.fieldnames
                 rows = list(enumerate(reader, start=2))
         except UnicodeDecodeError:
@@ -444,11 +445,11 @@ def _fit_segment(name, histories, total, end, renewal_months) -> SegmentFit:
     cancels = [
         h[-1].month if h[-1].kind == "cancel" and h[-1].month < end else None for h in histories
     ]
+    by_cohort: dict[int, list[int | None]] = {}
+    for start, cancel in zip(starts, cancels, strict=True):
+        by_cohort.setdefault(start, []).append(cancel)
     cohorts = []
-    for month in range(first, end + 1):
-        members = [c for s, c in zip(starts, cancels, strict=True) if s == month]
-        if not members:
-            continue
+    for month, members in sorted(by_cohort.items()):
         tenures = range(0, end - month + 1, renewal_months)
         cohorts.append(
             [sum(1 for c in members if c is None or c - month >= tenure) for tenure in tenures]
@@ -458,7 +459,9 @@ def _fit_segment(name, histories, total, end, renewal_months) -> SegmentFit:
         churn = fit_sbg(cohorts)
     except DataError as exc:
         raise DataError(f"{where}cannot fit churn to the cohorts: {_after_colon(exc)}") from None
-    except FitError:
+    except FitError as exc:
+        if "no heterogeneity" not in str(exc):
+            raise DataError(f"{where}cannot fit churn to the cohorts: {exc}") from None
         lost = sum(c[0] - c[-1] for c in cohorts)
         at_risk = sum(sum(c[:-1]) for c in cohorts)
         c = lost / at_risk
@@ -565,13 +568,7 @@ def _truncated_normal(estimate: Estimate, low: float, high: float):
     if estimate.se == 0:
         return estimate.value
     top = min(high, estimate.value + TAIL_SE * estimate.se)
-    bottom = low
-    mass = float(
-        ndtr((top - estimate.value) / estimate.se) - ndtr((bottom - estimate.value) / estimate.se)
-    )
-    if mass <= 0:
-        return estimate.value
-    return {"dist": "normal", "mean": estimate.value, "sd": estimate.se, "low": bottom, "high": top}
+    return {"dist": "normal", "mean": estimate.value, "sd": estimate.se, "low": low, "high": top}
 
 
 # --- writing --------------------------------------------------------------------------
