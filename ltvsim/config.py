@@ -478,19 +478,38 @@ class Config:
                 if not isinstance(section, dict):
                     raise ConfigError("segment overrides look like segments.NAME.section.key", path)
                 section[parts[3]] = value
-                table, key = match[0], ".".join(parts[2:])
             elif len(parts) == 2:
                 raw.setdefault(parts[0], {})[parts[1]] = value
-                table, key = raw, path
             else:
                 raise ConfigError("overrides look like section.key", path)
-            if not isinstance(value, Mapping) and isinstance(table.get("correlations"), list):
-                table["correlations"] = [
-                    entry
-                    for entry in table["correlations"]
-                    if not (isinstance(entry, Mapping) and key in (entry.get("keys") or ()))
-                ]
-        return load_config(raw)
+        return load_config(without_fixed_correlations(raw))
+
+
+def without_fixed_correlations(raw: dict) -> dict:
+    """``raw`` without the correlations of inputs no longer set to a distribution.
+
+    For configs derived from a valid one (overrides, point inputs, averaged
+    segments): an input made a plain number is correlated with nothing.
+    Changes ``raw`` in place and returns it.
+    """
+    for table in [raw, *raw.get("segments", [])]:
+        entries = table.get("correlations") if isinstance(table, Mapping) else None
+        if not isinstance(entries, list):
+            continue
+
+        def still_uncertain(path, table=table):
+            section, _, key = str(path).partition(".")
+            body = table.get(section)
+            return isinstance(body, Mapping) and isinstance(body.get(key), Mapping)
+
+        table["correlations"] = [
+            entry
+            for entry in entries
+            if not isinstance(entry, Mapping)
+            or not isinstance(entry.get("keys"), list)
+            or all(still_uncertain(k) for k in entry["keys"])
+        ]
+    return raw
 
 
 def all_paths() -> list[str]:

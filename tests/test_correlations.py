@@ -344,3 +344,28 @@ def test_to_config_with_correlation_matches_the_fits_delta_method_sd_of_retentio
         if correlations is not None:
             correlated_sd = sd
     assert sd > 2 * correlated_sd  # dropping the correlation widens churn uncertainty
+
+
+def test_derived_configs_drop_correlations_of_inputs_they_fix():
+    # naive averaging turns an input that differs between segments into a number, the
+    # worksheet uses point inputs: neither may trip over a correlation of the original.
+    from ltvsim.mix import naive_average_config
+    from ltvsim.worksheet import worksheet
+
+    top = [{"keys": ["acquisition.cac", "revenue.arpa_monthly"], "rho": 0.5}]
+    config = segmented(
+        top,
+        [
+            {"name": "a", "share": 0.5},
+            {"name": "b", "share": 0.5, "revenue": {"arpa_monthly": 500.0}},
+        ],
+    )
+    naive, averaged = naive_average_config(config)
+    assert "revenue.arpa_monthly" in averaged and naive.input_groups == ()
+    same = segmented(top, [{"name": "a", "share": 0.5}, {"name": "b", "share": 0.5}])
+    assert len(naive_average_config(same)[0].input_groups) == 1  # both keys still shared
+    # a horizon long enough to pay CAC back (the worksheet's payback quantiles)
+    sheet = worksheet(
+        same.with_overrides({"simulation.horizon_months": 120}), trials=4, customers=50
+    )
+    assert len(sheet.segments) == 2
