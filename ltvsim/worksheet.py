@@ -236,6 +236,7 @@ def _variant(config: Config, *, expansion=False, cost=False) -> Config:
     raw = copy.deepcopy(dict(config.source))
     raw.pop("mix", None)  # the configured shares: an uncertain mix is input uncertainty
     for table in [raw, *raw.get("segments", [])]:
+        table.pop("correlations", None)  # point inputs are correlated with nothing
         for section in ("acquisition", "revenue", "costs", "churn", "expansion", "discount"):
             body = table.get(section)
             for key, value in (body or {}).items():
