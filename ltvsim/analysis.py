@@ -174,6 +174,21 @@ def _moments(values: np.ndarray, paired: bool = False):
     return mean, sd, se, n
 
 
+def trial_standard_error(values: xr.DataArray, paired: bool = False) -> xr.DataArray:
+    """MC standard error of the mean over ``trial`` of every other coordinate of ``values``.
+
+    NaN trials are left out; with antithetic inputs (``paired``) the error
+    comes from the pairs' means (see ``_moments``).
+    """
+    others = [d for d in values.dims if d != "trial"]
+    ordered = values.transpose(*others, "trial")
+    flat = ordered.values.reshape(-1, ordered.sizes["trial"])
+    _, _, se, _ = _moments(flat[:, :, None], paired)
+    return xr.DataArray(
+        se[:, 0].reshape(ordered.shape[:-1]), {d: values[d] for d in others}, others
+    )
+
+
 def mean_standard_error(values, paired: bool = False) -> tuple[float, float]:
     """Mean of per-trial ``values`` and its MC standard error (see ``_moments``)."""
     mean, _, se, _ = _moments(np.asarray(values, dtype=float)[None, :, None], paired)

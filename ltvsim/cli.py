@@ -184,7 +184,8 @@ def _report(ds, fmt: Format, extra: dict):
     for segment in segments:
         console.print(_summary_table(ds, segment))
     console.print(_band_table(ds, segments))
-    console.print(_retention_table(ds, segments))
+    if np.isfinite(ds["nrr"].values).any():  # MRR-based: subscription segments
+        console.print(_retention_table(ds, segments))
     warning = unbounded_warning(ds)
     if warning:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
@@ -256,6 +257,66 @@ def keys():
     from .config import reference_table
 
     typer.echo(reference_table())
+
+
+@app.command("fit")
+def fit_command(
+    events: Annotated[
+        Path, typer.Argument(help="CSV event log: customer_id,date,event,mrr[,segment]")
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="config to write [default: EVENTS-fitted.toml]"),
+    ] = None,
+    renewal_months: Annotated[
+        int, typer.Option(help="months between renewals (12: annual contracts)")
+    ] = 1,
+    fmt: FormatOption = Format.table,
+):
+    """Fit churn, starting MRR and plan changes to an event log; write a config.
+
+    Every estimate becomes a distribution with its standard error, so a run
+    of the written config carries the estimation error. The file's header
+    says where each number came from; CAC, margin, costs and the discount
+    rate are not in a log: set them.
+
+    Example: ltvsim fit examples/events.csv -o fitted.toml && ltvsim run fitted.toml
+    """
+    from .events import fit_events, to_toml
+    from .fit import DataError
+    from .io import atomic_write
+
+    output = output or Path(events.stem + "-fitted.toml")
+    try:
+        fitted = fit_events(events, renewal_months=renewal_months)
+        text = to_toml(fitted.to_config(), fitted.header())
+        atomic_write(output, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    except (*USER_ERRORS, DataError) as exc:
+        raise _fail(str(exc)) from None
+    rows = [
+        {"segment": s.name, "parameter": name, "estimate": value, "se": _float(se)}
+        for s in fitted.segments
+        for name, value, se in s.estimates()
+    ]
+    if fmt is Format.json:
+        typer.echo(json.dumps({"output": str(output), "estimates": rows}, indent=2))
+        return
+    table = Table(
+        title=f"fitted to {events} ({fitted.events:,} events; renewals every "
+        f"{renewal_months} month(s))",
+        title_justify="left",
+    )
+    for column in ("segment", "parameter", "estimate", "± se"):
+        table.add_column(column, justify="left" if column in ("segment", "parameter") else "right")
+    for row in rows:
+        table.add_row(
+            row["segment"],
+            row["parameter"],
+            f"{row['estimate']:.4g}",
+            "—" if row["se"] is None else f"{row['se']:.2g}",
+        )
+    Console().print(table)
+    Console(stderr=True).print(f"wrote {output}", highlight=False)
 
 
 @app.command()
@@ -553,7 +614,7 @@ def sensitivity(
         ds = simulate(config, trials=trials, customers=customers, seed=seed, threads=threads)
         tornado = run_sensitivity(
             config,
-            levers=default_levers(swing),
+            levers=default_levers(swing, config),
             trials=trials,
             customers=customers,
             seed=seed,
@@ -778,17 +839,18 @@ def report(
 
         ds = open_result(result)
         config = load_config(json.loads(ds.attrs["config"]))
-        sheet = make_worksheet(
-            config,
-            trials=min(worksheet_trials, int(ds.attrs["trials"])),
-            customers=min(1000, int(ds.attrs["customers_per_segment"])),
-        )
-        page = charts.report_html(
-            ds,
-            extra_sections=[
+        sections = []
+        # the worksheet is the subscription formula; order-driven models have none
+        if all(s["business.model"] == "subscription" for s in config.segments):
+            sheet = make_worksheet(
+                config,
+                trials=min(worksheet_trials, int(ds.attrs["trials"])),
+                customers=min(1000, int(ds.attrs["customers_per_segment"])),
+            )
+            sections.append(
                 ("Worksheet: the formula beside the simulation", charts.worksheet_html(sheet))
-            ],
-        )
+            )
+        page = charts.report_html(ds, extra_sections=sections)
         atomic_write(output, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
     except (*USER_ERRORS, ImportError, ValueError) as exc:
         raise _fail(str(exc)) from None

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .distributions import Distribution, DistributionError
 
 INF = math.inf
@@ -353,6 +355,206 @@ SCHEMA: dict[str, dict[str, Key]] = {
             1.0,
         ),
     },
+    "business": {
+        "model": Key(
+            "choice",
+            "subscription",
+            "",
+            "how customers pay: recurring MRR with churn (subscription); orders at random "
+            "while alive, dropping out unobserved (repeat_purchase: e-commerce, retail); a "
+            "first deal and follow-on deals (deals: one-time sales, B2B)",
+            choices=("subscription", "repeat_purchase", "deals"),
+        ),
+    },
+    # Repeat purchase: a buy-till-you-die process (Fader, Hardie & Lee, "Counting
+    # your customers the easy way", Marketing Science 24(2), 2005; Schmittlein,
+    # Morrison & Colombo, Management Science 33(1), 1987). Defaults are the
+    # published CDNOW estimates, converted from weeks to months (1 month =
+    # 365.25 / 7 / 12 weeks; alpha and beta are times, so they divide by it).
+    "purchase": {
+        "process": Key(
+            "choice",
+            "bgnbd",
+            "",
+            "buy-till-you-die process: BG/NBD (drops out after a purchase) or Pareto/NBD "
+            "(drops out at an exponential time)",
+            choices=("bgnbd", "pareto_nbd"),
+        ),
+        "r": Key(
+            "float",
+            0.243,
+            "1",
+            "purchase rate across customers ~ Gamma(shape r, rate alpha_months): "
+            "mean r / alpha_months purchases per month",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "alpha_months": Key(
+            "float",
+            1.0151,
+            "months",
+            "rate parameter (a time) of the gamma distribution of purchase rates",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "a": Key(
+            "float",
+            0.793,
+            "1",
+            "bgnbd: dropout probability after each repeat purchase ~ Beta(a, b)",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "b": Key(
+            "float",
+            2.426,
+            "1",
+            "bgnbd: dropout probability after each repeat purchase ~ Beta(a, b)",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "s": Key(
+            "float",
+            0.606,
+            "1",
+            "pareto_nbd: dropout rate across customers ~ Gamma(shape s, rate beta_months)",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "beta_months": Key(
+            "float",
+            2.6836,
+            "months",
+            "pareto_nbd: rate parameter (a time) of the gamma distribution of dropout rates",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "cost_per_order": Key(
+            "float",
+            0.0,
+            "currency per order",
+            "cost of each order beyond COGS (picking, shipping, payment)",
+            0.0,
+            uncertain=True,
+        ),
+        "marketing_monthly": Key(
+            "float",
+            0.0,
+            "currency per month",
+            "retention marketing per customer for every month it is alive (not dropped out)",
+            0.0,
+            uncertain=True,
+        ),
+    },
+    # Spend per order: the gamma-gamma model (Fader, Hardie & Lee, "RFM and CLV:
+    # using iso-value curves for customer base analysis", JMR 42(4), 2005);
+    # defaults are its CDNOW estimates (US dollars).
+    "spend": {
+        "p": Key(
+            "float",
+            6.25,
+            "1",
+            "gamma-gamma: order value ~ Gamma(shape p, rate nu); "
+            "p sets the spread of one customer's orders (cv 1/sqrt(p))",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "q": Key(
+            "float",
+            3.74,
+            "1",
+            "gamma-gamma: nu ~ Gamma(shape q, rate gamma) across customers; "
+            "q sets how much customers' mean order values differ",
+            1.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "gamma": Key(
+            "float",
+            None,
+            "currency",
+            "gamma-gamma: rate of nu (15.44 when mean_order_value is not given); "
+            "mean order value = p gamma / (q - 1)",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "mean_order_value": Key(
+            "float",
+            None,
+            "currency per order",
+            "instead of gamma: the mean order value, gamma = mean_order_value (q - 1) / p",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+    },
+    "deals": {
+        "first_deal_value": Key(
+            "float",
+            40000.0,
+            "currency per deal",
+            "value of the first deal (mean, when value_cv > 0)",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "follow_on_value": Key(
+            "float",
+            None,
+            "currency per deal",
+            "mean value of a follow-on deal (the first deal's value when not given)",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "value_cv": Key(
+            "float",
+            0.0,
+            "1",
+            "coefficient of variation of each deal's value around its mean (gamma)",
+            0.0,
+            10.0,
+            uncertain=True,
+        ),
+        "per_year": Key(
+            "float",
+            6.0,
+            "deals per year",
+            "deal opportunities per year, evenly spaced from the first deal",
+            0.0,
+            365.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "follow_on_probability": _rate(
+            "chance that a follow-on opportunity becomes a deal", "1", 1.0
+        ),
+        "retention_years": Key(
+            "float",
+            5.0,
+            "years",
+            "how long an account keeps buying (its mean, when retention = exponential)",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "retention": Key(
+            "choice",
+            "fixed",
+            "",
+            "fixed: every account buys for exactly retention_years; exponential: accounts "
+            "leave at a constant hazard, mean retention_years",
+            choices=("fixed", "exponential"),
+        ),
+    },
 }
 # Sections that hold one setting for the whole run: a segment cannot override them.
 RUN_SECTIONS = ("simulation", "mix")
@@ -362,7 +564,26 @@ CHURN_MODEL_KEYS = {
     "sbg": {"alpha", "beta"},
     "curve": {"monthly_rates"},
 }
-SEGMENT_KEYS = {"name", "share"}
+# Keys (whole sections or section.key) that only one business model uses; the
+# rest (acquisition, gross margin, discount) are shared by every model.
+BUSINESS_MODEL_KEYS = {
+    "subscription": {
+        "churn",
+        "expansion",
+        "seats",
+        "costs",
+        "revenue.mrr_model",
+        "revenue.arpa_monthly",
+        "revenue.arpa_cv",
+        "revenue.billing_months",
+        "revenue.cost_to_serve_monthly",
+    },
+    "repeat_purchase": {"purchase", "spend"},
+    "deals": {"deals"},
+}
+PURCHASE_PROCESS_KEYS = {"bgnbd": {"a", "b"}, "pareto_nbd": {"s", "beta_months"}}
+SEGMENT_KEYS = {"name", "share", "correlations"}
+CORRELATION_KEYS = ("keys", "rho")
 RESERVED_SEGMENT = "all"
 
 
@@ -389,6 +610,20 @@ class Segment:
 
 
 @dataclass(frozen=True)
+class InputGroup:
+    """Uncertain inputs drawn jointly through a Gaussian copula.
+
+    ``streams`` are the random streams of the inputs (see ``Segment.streams``),
+    in schema order; ``cholesky`` is the lower Cholesky factor of their
+    normal-score correlation matrix, row by row. A connected set of
+    ``[[correlations]]`` pairs forms one group; pairs not given are 0.
+    """
+
+    streams: tuple[str, ...]
+    cholesky: tuple[tuple[float, ...], ...]
+
+
+@dataclass(frozen=True)
 class Config:
     """A validated config. Build with :func:`load_config`."""
 
@@ -397,6 +632,14 @@ class Config:
     segments: tuple[Segment, ...]
     named_segments: bool  # False when the config has no [[segments]]
     mix_concentration: float | None = None  # Dirichlet concentration of uncertain shares
+    input_groups: tuple[InputGroup, ...] = ()  # correlated uncertain inputs
+
+    def input_group(self, stream: str) -> InputGroup | None:
+        """The correlated group whose streams include ``stream``, if any."""
+        for group in self.input_groups:
+            if stream in group.streams:
+                return group
+        return None
 
     @property
     def trials(self) -> int:
@@ -436,7 +679,9 @@ class Config:
     def with_overrides(self, overrides: Mapping[str, object]) -> Config:
         """A new config with ``{"section.key": value}`` overrides applied and validated.
 
-        ``"segments.<name>.section.key"`` overrides one segment.
+        ``"segments.<name>.section.key"`` overrides one segment. An override
+        that makes a correlated input a plain number drops its correlations
+        (a fixed value is correlated with nothing).
         """
         raw = copy.deepcopy(dict(self.source))
         for path, value in overrides.items():
@@ -455,7 +700,34 @@ class Config:
                 raw.setdefault(parts[0], {})[parts[1]] = value
             else:
                 raise ConfigError("overrides look like section.key", path)
-        return load_config(raw)
+        return load_config(without_fixed_correlations(raw))
+
+
+def without_fixed_correlations(raw: dict) -> dict:
+    """``raw`` without the correlations of inputs no longer set to a distribution.
+
+    For configs derived from a valid one (overrides, point inputs, averaged
+    segments): an input made a plain number is correlated with nothing.
+    Changes ``raw`` in place and returns it.
+    """
+    for table in [raw, *raw.get("segments", [])]:
+        entries = table.get("correlations") if isinstance(table, Mapping) else None
+        if not isinstance(entries, list):
+            continue
+
+        def still_uncertain(path, table=table):
+            section, _, key = str(path).partition(".")
+            body = table.get(section)
+            return isinstance(body, Mapping) and isinstance(body.get(key), Mapping)
+
+        table["correlations"] = [
+            entry
+            for entry in entries
+            if not isinstance(entry, Mapping)
+            or not isinstance(entry.get("keys"), list)
+            or all(still_uncertain(k) for k in entry["keys"])
+        ]
+    return raw
 
 
 def all_paths() -> list[str]:
@@ -589,7 +861,7 @@ def _check_sections(raw: Mapping, where: str, allowed: dict[str, dict[str, Key]]
 
 def _validate(raw: dict) -> Config:
     raw_segments = raw.get("segments", [])
-    top = {k: v for k, v in raw.items() if k != "segments"}
+    top = {k: v for k, v in raw.items() if k not in ("segments", "correlations")}
     checked = _check_sections(top, "", SCHEMA)
 
     simulation = {k: spec.default for k, spec in SCHEMA["simulation"].items()}
@@ -607,6 +879,7 @@ def _validate(raw: dict) -> Config:
         )
     model_sections = {k: v for k, v in SCHEMA.items() if k not in RUN_SECTIONS}
     segments = []
+    groups = _correlation_groups(raw.get("correlations", []), "", checked)
     if not raw_segments:
         segments.append(_resolve_segment(RESERVED_SEGMENT, 1.0, checked, {}))
     names = set()
@@ -632,12 +905,117 @@ def _validate(raw: dict) -> Config:
                 raise ConfigError(f"unknown key{hint}", f"{where}.{section}")
         seg_checked = _check_sections(overrides, f"{where}.", model_sections)
         segments.append(_resolve_segment(name, float(share), checked, seg_checked))
+        groups += _correlation_groups(seg.get("correlations", []), f"{where}.", seg_checked)
     if raw_segments:
         total = sum(s.share for s in segments)
         if abs(total - 1.0) > 1e-9:
             shares = ", ".join(f"{s.name}={s.share:g}" for s in segments)
             raise ConfigError(f"segment shares must sum to 1, got {total:g} ({shares})", "segments")
-    return Config(raw, simulation, tuple(segments), bool(raw_segments), mix["concentration"])
+    return Config(
+        raw, simulation, tuple(segments), bool(raw_segments), mix["concentration"], tuple(groups)
+    )
+
+
+def _correlation_groups(entries, where: str, given: dict) -> list[InputGroup]:
+    """Validate ``[[correlations]]`` entries of one level; return their copula groups.
+
+    ``where`` is "" for the top level or "segments.NAME." for a segment;
+    ``given`` that level's validated sections. Each entry correlates two
+    inputs set as distributions at this level: ``rho`` is the correlation of
+    their normal scores ``ndtri(F(x))`` (a Gaussian copula; for two lognormals
+    exactly the correlation of their logarithms). Pairs linked through shared
+    inputs form one group, whose correlation matrix must be positive definite.
+    """
+    name = f"{where}correlations"
+    if not isinstance(entries, list):
+        raise ConfigError(
+            'must be an array of tables: [[correlations]] keys = ["a.b", "c.d"], rho = 0.5', name
+        )
+    prefix = where.removeprefix("segments.").removesuffix(".")
+    stream = (lambda path: f"{prefix}/{path}") if where else (lambda path: path)
+    order = {path: i for i, path in enumerate(all_paths())}
+    rho: dict[tuple[str, str], float] = {}
+    for i, entry in enumerate(entries):
+        here = f"{name}[{i}]"
+        if not isinstance(entry, Mapping):
+            raise ConfigError('must be a table: {keys = ["a.b", "c.d"], rho = 0.5}', here)
+        for key in entry:
+            if key not in CORRELATION_KEYS:
+                raise ConfigError(
+                    f"unknown key{_did_you_mean(key, CORRELATION_KEYS)}", f"{here}.{key}"
+                )
+        keys, value = entry.get("keys"), entry.get("rho")
+        if (
+            not isinstance(keys, list)
+            or len(keys) != 2
+            or not all(isinstance(k, str) for k in keys)
+        ):
+            raise ConfigError(f"must be a list of two config keys, got {keys!r}", f"{here}.keys")
+        for key in keys:
+            _check_correlated_key(key, f"{here}.keys", where, given)
+        if keys[0] == keys[1]:
+            raise ConfigError(f"names {keys[0]!r} twice; give two different keys", f"{here}.keys")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not abs(value) < 1:
+            raise ConfigError(
+                f"must be a number in (-1, 1), got {value!r} (±1 would make one input a "
+                "function of the other)",
+                f"{here}.rho",
+            )
+        pair = tuple(sorted(keys, key=order.__getitem__))
+        if pair in rho:
+            raise ConfigError(f"the pair {pair[0]}, {pair[1]} is correlated twice", here)
+        rho[pair] = float(value)
+    groups = []
+    for members in _connected(rho):
+        paths = sorted(members, key=order.__getitem__)
+        matrix = np.eye(len(paths))
+        for (a, b), value in rho.items():
+            if a in members:
+                matrix[paths.index(a), paths.index(b)] = matrix[paths.index(b), paths.index(a)] = (
+                    value
+                )
+        try:
+            factor = np.linalg.cholesky(matrix)
+        except np.linalg.LinAlgError:
+            smallest = float(np.linalg.eigvalsh(matrix)[0])
+            raise ConfigError(
+                f"the correlations of {', '.join(paths)} contradict each other: their matrix "
+                f"is not positive definite (smallest eigenvalue {smallest:.3g}); weaken them",
+                name,
+            ) from None
+        groups.append(
+            InputGroup(
+                tuple(stream(p) for p in paths), tuple(tuple(row) for row in factor.tolist())
+            )
+        )
+    return groups
+
+
+def _check_correlated_key(path: str, where_keys: str, where: str, given: dict) -> None:
+    parts = path.split(".")
+    paths = all_paths()
+    if len(parts) != 2 or path not in paths:
+        raise ConfigError(f"unknown config key {path!r}{_did_you_mean(path, paths)}", where_keys)
+    spec = key_spec(path)
+    if not spec.uncertain:
+        raise ConfigError(f"{path} cannot be uncertain, so it cannot be correlated", where_keys)
+    if not isinstance(given.get(parts[0], {}).get(parts[1]), Distribution):
+        level = (
+            "in this segment (an inherited input is correlated in the top-level [[correlations]])"
+            if where
+            else "at the top level (a segment's own inputs are correlated in its correlations)"
+        )
+        raise ConfigError(f"{path} is not set to a distribution {level}", where_keys)
+
+
+def _connected(pairs) -> list[set[str]]:
+    """Connected components of the graph whose edges are ``pairs``, in first-seen order."""
+    groups: list[set[str]] = []
+    for a, b in pairs:
+        touching = [g for g in groups if a in g or b in g]
+        merged = {a, b}.union(*touching)
+        groups = [g for g in groups if g not in touching] + [merged]
+    return groups
 
 
 def _resolve_segment(name: str, share: float, top: dict, own: dict) -> Segment:
@@ -652,6 +1030,7 @@ def _resolve_segment(name: str, share: float, top: dict, own: dict) -> Segment:
                 values[path], streams[path] = own[section][key], f"{name}/{path}"
             else:
                 values[path], streams[path] = top.get(section, {}).get(key, spec.default), path
+    _check_business_model(where, top, own, values, streams)
     # A segment that sets churn.model starts its churn from scratch (but keeps
     # renewal_months); one that sets either rate replaces both inherited rates.
     churn_top = dict(top.get("churn", {}))
@@ -737,6 +1116,51 @@ def _check_mrr_model(mrr_model: str, where: str, top: dict, own: dict):
         hint = 'only used when revenue.mrr_model = "seats"'
     if clash:
         raise ConfigError(f"{hint}; got it with mrr_model = {mrr_model!r}", where + clash[0])
+
+
+def owner_model(path: str, business_model: str) -> str | None:
+    """The other business model config key ``path`` belongs to, or None if this one may use it."""
+    section = path.split(".")[0]
+    for other, keys in BUSINESS_MODEL_KEYS.items():
+        if other != business_model and (path in keys or section in keys):
+            return other
+    return None
+
+
+def _check_business_model(where: str, top: dict, own: dict, values: dict, streams: dict):
+    """Reject keys the segment's business model does not use; fill derived defaults."""
+    model = values["business.model"]
+    given = {f"{s}.{k}" for part in (top, own) for s, keys in part.items() for k in keys}
+    for path in sorted(given):
+        other = owner_model(path, model)
+        if other:
+            raise ConfigError(
+                f"is only used when business.model = {other!r} (model here is {model!r})",
+                f"{where}{path}",
+            )
+    process = values["purchase.process"]
+    for other, keys in PURCHASE_PROCESS_KEYS.items():
+        for key in sorted(keys):
+            if other != process and f"purchase.{key}" in given:
+                raise ConfigError(
+                    f"is only used when purchase.process = {other!r} (process here is {process!r})",
+                    f"{where}purchase.{key}",
+                )
+    # gamma or mean_order_value: a segment that sets either replaces both.
+    spend = {"gamma", "mean_order_value"}
+    spend_given = spend & set(own.get("spend", {})) or spend & set(top.get("spend", {}))
+    if spend_given == spend:
+        raise ConfigError("give gamma or mean_order_value, not both", f"{where}spend")
+    if "spend.gamma" in given and spend_given == {"mean_order_value"}:
+        values["spend.gamma"] = None
+    if "spend.mean_order_value" in given and spend_given == {"gamma"}:
+        values["spend.mean_order_value"] = None
+    if not spend_given:
+        values["spend.gamma"] = 15.44  # CDNOW (Fader, Hardie & Lee 2005)
+    if values["deals.follow_on_value"] is None:
+        # the first deal's value, drawn from the same stream: the same number
+        values["deals.follow_on_value"] = values["deals.first_deal_value"]
+        streams["deals.follow_on_value"] = streams["deals.first_deal_value"]
 
 
 def _upper(value) -> float:

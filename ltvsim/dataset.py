@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from . import __version__, _kernels
+from . import __version__, _kernels, purchase_model
 from .config import Config, key_spec
 from .mix import segment_shares
 from .model import cash_by_month, expected_ltv, kernel_inputs, long_run_nrr, retention_years
@@ -53,6 +53,17 @@ VARIABLES: dict[str, tuple[tuple[str, ...], str, str]] = {
         "1 if LTV over an unbounded horizon is infinite: long-run NRR >= 1 + discount "
         "rate (the horizon then decides LTV)",
     ),
+    "ltv_net_of_cac": (
+        TRIAL,
+        "{money}",
+        "the seeds' e-commerce net LTV: gross-profit LTV (after per-order and retention "
+        "costs) minus CAC; a profit per customer, never to be divided by CAC",
+    ),
+    "orders_per_customer": (
+        TRIAL,
+        "orders per acquired customer",
+        "orders within the horizon, the first included (0 for subscriptions)",
+    ),
     # Exact conditional expectations given the trial's inputs (no cohort noise):
     # the estimator of mean LTV (see model.expected_ltv).
     "expected_ltv_revenue": (TRIAL, "{money}", "E[revenue LTV | the trial's inputs]"),
@@ -79,6 +90,11 @@ VARIABLES: dict[str, tuple[tuple[str, ...], str, str]] = {
     "cost_onboarding": (TRIAL, "{money}", "onboarding cost (costs.onboarding, at acquisition)"),
     "survival": (PATH, "1", "share of acquired customers active in the month"),
     "revenue": (PATH, "{money}", "revenue in the month"),
+    "orders": (
+        PATH,
+        "orders per acquired customer",
+        "orders (deals) in the month (0 for subscriptions)",
+    ),
     "gross_profit": (PATH, "{money}", "gross profit in the month"),
     "cumulative_gross_profit": (PATH, "{money}", "gross profit up to and including the month"),
     "cumulative_discounted_gross_profit": (
@@ -209,54 +225,83 @@ def build_dataset(config: Config, runs) -> xr.Dataset:
         "segment_mix": "fixed shares"
         if config.mix_concentration is None
         else f"Dirichlet around the shares, concentration {config.mix_concentration:g}",
-        "payments": "in advance: a customer pays in month 0 and every month it is active",
+        "payments": _payments(config),
         "config": config.to_json(),
     }
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
+def _payments(config: Config) -> str:
+    text = "in advance: a customer pays in month 0 and every month it is active"
+    if any(purchase_model.is_order_driven(s) for s in config.segments):
+        text += (
+            "; order-driven models (repeat purchase, deals): an order is paid when placed, "
+            "at time t in month floor(t), the first at t = 0"
+        )
+    return text
+
+
 def _segment_values(config: Config, run) -> dict[str, np.ndarray]:
     n = config.customers
-    args = kernel_inputs(config, run.segment, run.inputs)
+    inputs = run.inputs
     survival = run.alive / n
     revenue = run.revenue / n
+    orders = run.orders / n
     weights = run.weights
-    # margin is net of the payment fee, service cost includes the fixed fee (model.kernel_inputs)
-    margin, service_cost = args["margin"][:, None], args["service_cost"][:, None]
-    gross_profit = margin * revenue - service_cost * survival
-    # Gross profit by the month it is paid: revenue billed in advance, costs monthly.
-    cash = cash_by_month(revenue, run.segment["revenue.billing_months"])
-    cash_gross_profit = margin * cash - service_cost * survival
+    if purchase_model.is_order_driven(run.segment):
+        # Orders are paid when placed; no [costs], billing or MRR (so no NRR/GRR).
+        cost, order_cost = purchase_model.cost_rates(inputs)
+        margin = inputs["revenue.gross_margin"][:, None]
+        gross_profit = margin * revenue - cost * survival - order_cost * orders
+        cash_gross_profit = gross_profit
+        cash, zero = revenue, np.zeros(len(survival))
+        service_cost = fee = fixed_fee = retention = onboarding = zero
+        expected = purchase_model.segment_expected_ltv(config, run.segment, inputs)
+        long_run, unbounded = np.full(len(zero), np.nan), zero
+        retained = np.full(run.retained.shape, np.nan)
+        billing = 1
+    else:
+        args = kernel_inputs(config, run.segment, inputs)
+        # margin is net of the payment fee, service cost includes the fixed fee
+        margin, service = args["margin"][:, None], args["service_cost"][:, None]
+        gross_profit = margin * revenue - service * survival
+        # Gross profit by the month it is paid: revenue billed in advance, costs monthly.
+        billing = run.segment["revenue.billing_months"]
+        cash = cash_by_month(revenue, billing)
+        cash_gross_profit = margin * cash - service * survival
+        service_cost = inputs["revenue.cost_to_serve_monthly"]
+        fee, fixed_fee = inputs["costs.payment_fee"], inputs["costs.payment_fee_fixed"]
+        retention, onboarding = args["retention"], args["onboarding"]
+        expected = expected_ltv(args, config.horizon_months)
+        long_run = long_run_nrr(args)
+        unbounded = ((long_run >= 1.0 + inputs["discount.annual_rate"]) & (margin[:, 0] > 0)) * 1.0
+        retained = run.retained / n
     lifetime = survival.sum(axis=1)
     discounted_lifetime = (survival * weights).sum(axis=1)
-    cost_to_serve = run.inputs["revenue.cost_to_serve_monthly"]
-    fee, fixed_fee = run.inputs["costs.payment_fee"], run.inputs["costs.payment_fee_fixed"]
-    retention = args["retention"]
     out = {
-        "cac": run.inputs["acquisition.cac"],
+        "cac": inputs["acquisition.cac"],
         "survival": survival,
         "revenue": revenue,
+        "orders": orders,
         "gross_profit": gross_profit,
         "cash_gross_profit": cash_gross_profit,
         "cumulative_discounted_gross_profit": np.cumsum(cash_gross_profit * weights, axis=1),
         "paid_back_share": np.cumsum(run.paid_first, axis=1) / n,
         "retention_spend": retention[:, None] * survival,  # per month; for net profit
-        "cost_to_serve": cost_to_serve * lifetime,
-        "cost_to_serve_discounted": cost_to_serve * discounted_lifetime,
+        "cost_to_serve": service_cost * lifetime,
+        "cost_to_serve_discounted": service_cost * discounted_lifetime,
         "cost_payment_fees": fee * revenue.sum(axis=1) + fixed_fee * lifetime,
         "cost_payment_fees_discounted": fee * (cash * weights).sum(axis=1)
         + fixed_fee * discounted_lifetime,
         "cost_retention": retention * lifetime,
         "cost_retention_discounted": retention * discounted_lifetime,
-        "cost_onboarding": args["onboarding"],
-        "retained": run.retained / n,
-        "long_run_nrr": long_run_nrr(args),
-        "billing_months": run.segment["revenue.billing_months"],
+        "cost_onboarding": onboarding,
+        "retained": retained,
+        "long_run_nrr": long_run,
+        "ltv_unbounded": unbounded,
+        "billing_months": billing,
     }
-    out["ltv_unbounded"] = (
-        (out["long_run_nrr"] >= 1.0 + run.inputs["discount.annual_rate"]) & (margin[:, 0] > 0)
-    ).astype(np.float64)
-    for tier, values in expected_ltv(args, config.horizon_months).items():
+    for tier, values in expected.items():
         out[f"expected_ltv_{tier}"] = values
     return _derived(out)
 
@@ -290,6 +335,10 @@ def _derived(v: dict) -> dict:
     with np.errstate(divide="ignore", invalid="ignore"):
         v["nrr"] = v["revenue"][:, 12 : (years + 1) * 12 : 12] / year_start
         v["grr"] = v["retained"] / year_start
+    # Not defined where GRR is not (orders, not MRR: order-driven models).
+    v["nrr"] = np.where(np.isnan(v["retained"]), np.nan, v["nrr"])
+    v["ltv_net_of_cac"] = v["ltv_gross_profit"] - v["cac"]
+    v["orders_per_customer"] = v["orders"].sum(axis=1)
     return v
 
 
@@ -303,6 +352,7 @@ ADDITIVE = (
     "cac",
     "survival",
     "revenue",
+    "orders",
     "gross_profit",
     "cash_gross_profit",
     "cumulative_discounted_gross_profit",

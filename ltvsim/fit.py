@@ -154,7 +154,7 @@ class SBGFit:
         raise ValueError(f"method must be 'profile', 'wald' or 'bootstrap'; got {method!r}")
 
     def to_config(self, renewal_months: int = 1, uncertain: bool = True) -> dict:
-        """The ``[churn]`` section of an ltvsim config for this fit.
+        """The ``[churn]`` section (and its ``[[correlations]]``) of an ltvsim config.
 
         Parameters
         ----------
@@ -163,29 +163,43 @@ class SBGFit:
             12 for yearly ones): the fit's alpha and beta are per renewal.
         uncertain : bool
             If true (default), alpha and beta become uncertain inputs drawn once
-            per trial: lognormal with the estimate as mean and its standard
-            error as sd (the large-sample sampling distribution, kept positive).
-            ltvsim draws uncertain inputs independently, so the correlation of
-            the two estimates (``self.correlation``, usually strongly positive)
-            is dropped; with positive correlation the mean churn
-            ``alpha / (alpha + beta)`` then varies more across trials than the
-            data allow, i.e. the simulated uncertainty is conservative.
-            If false, the point estimates.
+            per trial from the fit's large-sample distribution on the log scale:
+            ``(log alpha, log beta)`` bivariate normal around the estimates with
+            the delta-method covariance ``cov_ij / (θ_i θ_j)`` — the
+            distribution behind the Wald interval. In config terms: each a
+            lognormal with median the estimate and log-scale sd ``se / θ̂``,
+            joined by a Gaussian copula whose ``rho`` is the correlation of
+            the log estimates (equal to ``self.correlation``: the delta method
+            rescales each parameter, which leaves correlations unchanged).
+            A Gaussian copula of lognormals is exactly that bivariate
+            lognormal. Without the correlation (usually 0.9 or more) the mean
+            churn ``alpha / (alpha + beta)`` would vary across trials far more
+            than the data allow. If false, the point estimates.
 
         Returns
         -------
         dict
-            ``{"churn": {"model": "sbg", "alpha": ..., "beta": ..., "renewal_months": ...}}``,
-            to merge into a config mapping.
+            ``{"churn": {"model": "sbg", "alpha": ..., "beta": ..., "renewal_months": ...},
+            "correlations": [{"keys": ["churn.alpha", "churn.beta"], "rho": ...}]}``
+            (no ``correlations`` when not uncertain), to merge into a config
+            mapping or a ``[[segments]]`` table.
         """
-        if uncertain:
-            se_alpha, se_beta = (float(s) for s in self.se)
-            alpha = {"dist": "lognormal", "mean": self.alpha, "sd": se_alpha}
-            beta = {"dist": "lognormal", "mean": self.beta, "sd": se_beta}
-        else:
-            alpha, beta = self.alpha, self.beta
+        if not uncertain:
+            churn = {"model": "sbg", "alpha": self.alpha, "beta": self.beta}
+            return {"churn": {**churn, "renewal_months": renewal_months}}
+        alpha, beta = (
+            _lognormal_with_log_sd(value, se / value)
+            for value, se in zip((self.alpha, self.beta), self.se, strict=True)
+        )
         churn = {"model": "sbg", "alpha": alpha, "beta": beta, "renewal_months": renewal_months}
-        return {"churn": churn}
+        pair = {"keys": ["churn.alpha", "churn.beta"], "rho": self.correlation}
+        return {"churn": churn, "correlations": [pair]}
+
+
+def _lognormal_with_log_sd(median: float, log_sd: float) -> dict:
+    """A lognormal config distribution (mean, sd of the value) from its median and log-scale sd."""
+    mean = median * math.exp(0.5 * log_sd**2)
+    return {"dist": "lognormal", "mean": mean, "sd": mean * math.sqrt(math.expm1(log_sd**2))}
 
 
 def fit_sbg(active) -> SBGFit:

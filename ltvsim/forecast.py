@@ -37,7 +37,7 @@ from scipy.special import ndtri
 
 from . import _kernels
 from ._rng import derive, stream_key, stream_uniforms
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError, load_config, without_fixed_correlations
 from .dataset import band_quantiles
 from .model import cash_by_month, draw_inputs, kernel_inputs, retention_years
 
@@ -225,7 +225,8 @@ def sbg_parameter_draws(fit, trials: int, seed: int, first_trial: int = 0):
 
     ``(log alpha, log beta)`` is bivariate normal around the estimates with the
     delta-method covariance ``cov / (θ θᵀ)``, so the strong correlation of the
-    two estimates is kept (``SBGFit.to_config`` drops it). Trial ``k``'s draw
+    two estimates is kept (the distribution ``SBGFit.to_config`` writes, on the
+    forecast's own streams). Trial ``k``'s draw
     depends only on (seed, k).
 
     Parameters
@@ -281,7 +282,13 @@ def _prepare(config, fit, trials, seed, months) -> Config:
         churn = {"model": "sbg", "alpha": fit.alpha, "beta": fit.beta, "renewal_months": renewal}
         source = dict(config.source)
         source["churn"] = churn
-        config = load_config(source)
+        config = load_config(without_fixed_correlations(source))
+    business = config.segments[0]["business.model"]
+    if business != "subscription":
+        raise ConfigError(
+            f"a forecast of MRR needs business.model = 'subscription' (got {business!r})",
+            "business.model",
+        )
     model = config.segments[0]["churn.model"]
     if model not in ("sbg", "constant"):
         raise ConfigError(

@@ -223,7 +223,8 @@ def lognormal_mrr_multiplier(log_drift: float, volatility: float, months):
 
 
 # --- Repeat purchases (non-contractual): BG/NBD and gamma-gamma -------------------
-# Time is in whatever unit the data uses (weeks for CDNOW); the conventions are
+# Time is in whatever unit the data uses (weeks for CDNOW; months in a simulation
+# config's [purchase] section); the conventions are
 # those of the `lifetimes` library: frequency = repeat purchases, recency = age
 # at the last purchase, T = age at the end of observation.
 
@@ -231,14 +232,30 @@ def lognormal_mrr_multiplier(log_drift: float, volatility: float, months):
 def bgnbd_expected_purchases(r, alpha, a, b, t):
     """BG/NBD: expected repeat purchases of a new customer in ``(0, t]``.
 
-    ``E[X(t)] = (a+b−1)/(a−1) · [1 − (α/(α+t))^r ₂F₁(r, b; a+b−1; t/(α+t))]``
-    (Fader, Hardie & Lee, "Counting Your Customers the Easy Way", Marketing
-    Science 24(2), 2005, eq. (9)); valid for a ≠ 1.
+    ``(a+b−1)/(a−1) × [1 − (α/(α+t))^r ₂F₁(r, b; a+b−1; t/(α+t))]``: Fader,
+    Hardie & Lee, "Counting your customers the easy way", Marketing Science
+    24(2), 2005, eq. (9). The expression is 0/0 at ``a = 1`` (a removable
+    singularity) and loses digits next to it: within 1e-4 of ``a = 1`` it is
+    interpolated linearly between ``a = 1 ± 1e-4``, which is analytic in ``a``
+    (error about 1e-8 relative, far below any Monte Carlo error).
     """
-    t = np.asarray(t, dtype=float)
+    r, alpha, a, b, t = np.broadcast_arrays(
+        *(np.asarray(v, dtype=float) for v in (r, alpha, a, b, t))
+    )
+    h = 1e-4
+    near = np.abs(a - 1.0) < h
+    value = _bgnbd_eq9(r, alpha, np.where(near, 2.0, a), b, t)
+    if near.any():
+        below = _bgnbd_eq9(r, alpha, np.full_like(a, 1.0 - h), b, t)
+        above = _bgnbd_eq9(r, alpha, np.full_like(a, 1.0 + h), b, t)
+        value = np.where(near, below + (above - below) * (a - (1.0 - h)) / (2.0 * h), value)
+    return _scalar(value)
+
+
+def _bgnbd_eq9(r, alpha, a, b, t):
     z = t / (alpha + t)
-    lead = (a + b - 1.0) / (a - 1.0)
-    return _scalar(lead * (1.0 - (alpha / (alpha + t)) ** r * hyp2f1(r, b, a + b - 1.0, z)))
+    bracket = 1.0 - (alpha / (alpha + t)) ** r * hyp2f1(r, b, a + b - 1.0, z)
+    return (a + b - 1.0) / (a - 1.0) * bracket
 
 
 def bgnbd_probability_alive(r, alpha, a, b, frequency, recency, T):
@@ -294,3 +311,44 @@ def gamma_gamma_expected_spend(p, q, gamma, frequency, monetary_value):
     x = np.asarray(frequency, dtype=float)
     m = np.asarray(monetary_value, dtype=float)
     return _scalar(p * (gamma + x * m) / (p * x + q - 1.0))
+
+
+def bgnbd_alive_probability(r, alpha, a, b, t):
+    """BG/NBD probability that a new customer has not dropped out by time t.
+
+    Given λ and p the dropout time is exponential with rate ``λ p`` (a
+    geometric number of exponential gaps), so ``P(τ > t) = E[(α/(α+pt))^r]``
+    over ``p ~ Beta(a, b)`` ``= ₂F₁(r, a; a+b; −t/α)``, evaluated by the Pfaff
+    transformation ``(α/(α+t))^r ₂F₁(r, b; a+b; t/(α+t))`` (argument in [0, 1)).
+    """
+    t = np.asarray(t, dtype=float)
+    return (alpha / (alpha + t)) ** r * hyp2f1(r, b, a + b, t / (alpha + t))
+
+
+def pareto_nbd_expected_purchases(r, alpha, s, beta, t):
+    """Pareto/NBD expected repeat purchases in (0, t]: ``rβ/(α(s−1)) [1 − (β/(β+t))^(s−1)]``.
+
+    Schmittlein, Morrison & Colombo, Management Science 33(1), 1987. Written as
+    ``(rβ/α) L (1 − e^(−x)) / x`` with ``L = ln(1 + t/β)``, ``x = (s−1) L``: no
+    cancellation near ``s = 1``, where it tends to ``(rβ/α) ln(1 + t/β)``.
+    """
+    s, beta, t = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (s, beta, t)))
+    log_ratio = np.log1p(t / beta)
+    x = (s - 1.0) * log_ratio
+    safe = np.where(x == 0.0, 1.0, x)
+    factor = np.where(x == 0.0, 1.0, -np.expm1(-safe) / safe)
+    return r * beta / alpha * log_ratio * factor
+
+
+def pareto_nbd_alive_probability(s, beta, t):
+    """Pareto/NBD probability that a new customer is alive at t: ``(β/(β+t))^s``."""
+    return (beta / (beta + np.asarray(t, dtype=float))) ** s
+
+
+def gamma_gamma_mean_order_value(p, q, gamma):
+    """Gamma-gamma expected value of an order, ``pγ/(q−1)`` (q > 1).
+
+    Fader, Hardie & Lee, "RFM and CLV: using iso-value curves for customer
+    base analysis", Journal of Marketing Research 42(4), 2005.
+    """
+    return p * gamma / (q - 1.0)

@@ -19,7 +19,14 @@ import numpy as np
 from scipy.special import gammaincinv
 
 from ._rng import stream_key
-from .config import PER_ACCOUNT_ONLY, SCHEMA, Config, load_config
+from .config import (
+    PER_ACCOUNT_ONLY,
+    SCHEMA,
+    Config,
+    load_config,
+    owner_model,
+    without_fixed_correlations,
+)
 from .distributions import Distribution
 from .model import trial_uniforms
 
@@ -102,6 +109,8 @@ def naive_average_config(config: Config) -> tuple[Config, dict[str, object]]:
             continue
         for key in keys:
             path = f"{section}.{key}"
+            if owner_model(path, segments[0]["business.model"]):
+                continue
             if same(path):
                 value = segments[0][path]
                 if value is not None and value != keys[key].default:
@@ -131,7 +140,7 @@ def naive_average_config(config: Config) -> tuple[Config, dict[str, object]]:
         renewal = segments[0]["churn.renewal_months"] if same("churn.renewal_months") else 1
         raw["churn"] = {"model": "constant", "monthly_rate": rate, "renewal_months": renewal}
         averaged["churn.monthly_rate"] = rate
-    return load_config(raw), averaged
+    return load_config(without_fixed_correlations(raw)), averaged
 
 
 def _raw_value(value):

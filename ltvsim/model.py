@@ -14,25 +14,62 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import betaln
+from scipy.special import betaln, ndtr, ndtri
 
 from . import _kernels
 from ._rng import stream_key, stream_uniforms
-from .config import Config, Segment, monthly_from_annual
+from .config import Config, InputGroup, Segment, monthly_from_annual
 
 MODEL_CODES = {"constant": _kernels.CONSTANT, "sbg": _kernels.SBG, "curve": _kernels.CURVE}
 
 
 def draw_inputs(config: Config, segment: Segment, first: int, count: int) -> dict:
-    """Every input's value for trials ``first … first+count-1`` (fixed ones repeated)."""
+    """Every input's value for trials ``first … first+count-1`` (fixed ones repeated).
+
+    An uncertain input is its distribution's inverse CDF at the uniform of its
+    own stream, or, when ``[[correlations]]`` put it in a group, at its
+    correlated uniform (:func:`correlated_uniforms`).
+    """
     values = {}
+    correlated: dict[str, np.ndarray] = {}
     for path, value in segment.values.items():
         if segment.is_uncertain(path):
-            key = stream_key(config.seed, "input", segment.streams[path])
-            values[path] = value.ppf(trial_uniforms(key, first, count, config.antithetic_inputs))
+            stream = segment.streams[path]
+            group = config.input_group(stream)
+            if group is None:
+                u = input_uniforms(config, stream, first, count)
+            else:
+                if stream not in correlated:
+                    correlated.update(correlated_uniforms(config, group, first, count))
+                u = correlated[stream]
+            values[path] = value.ppf(u)
         elif isinstance(value, int | float) and not isinstance(value, bool):
             values[path] = np.full(count, float(value))
     return values
+
+
+def input_uniforms(config: Config, stream: str, first: int, count: int) -> np.ndarray:
+    """The uniforms of uncertain-input stream ``stream`` in trials ``first … first+count-1``."""
+    key = stream_key(config.seed, "input", stream)
+    return trial_uniforms(key, first, count, config.antithetic_inputs)
+
+
+# The open interval the streams' uniforms live in: an inverse CDF stays finite.
+_U_LOW, _U_HIGH = 2.0**-54, 1.0 - 2.0**-53
+
+
+def correlated_uniforms(config: Config, group: InputGroup, first: int, count: int) -> dict:
+    """Uniforms of a correlated group's streams: a Gaussian copula, ``{stream: u}``.
+
+    Each stream's own uniform becomes a standard normal score ``z = ndtri(u)``;
+    ``L z`` with ``L`` the Cholesky factor of the group's correlation matrix
+    has that correlation, and ``ndtr`` maps it back to uniforms, so every
+    input keeps its distribution exactly. A pure function of (seed, trial);
+    antithetic trials mirror (``z -> -z`` gives ``L z -> -L z``).
+    """
+    z = ndtri(np.stack([input_uniforms(config, s, first, count) for s in group.streams]))
+    u = np.clip(ndtr(np.asarray(group.cholesky) @ z), _U_LOW, _U_HIGH)
+    return dict(zip(group.streams, u, strict=True))
 
 
 def trial_uniforms(key, first: int, count: int, antithetic: bool) -> np.ndarray:

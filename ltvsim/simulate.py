@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from . import _kernels
+from . import _kernels, _purchase_kernel, purchase_model
 from ._rng import derive, stream_key
 from .analysis import mean_standard_error
 from .config import Config, ConfigError, Segment, load_config
-from .model import draw_inputs, expected_ltv, kernel_inputs, retention_years
+from .model import draw_inputs, kernel_inputs, retention_years
 
 # Customers per work unit. Fixed (not tuned to the machine) because a trial's
 # floating-point sums are added chunk by chunk: changing it changes the last bits.
@@ -46,6 +46,7 @@ class SegmentRun:
     retained: np.ndarray
     weights: np.ndarray  # (trial, period) discount factor of month t
     customer_hist: np.ndarray  # (bin,) customers by discounted LTV, pooled over trials
+    orders: np.ndarray | None = None  # (trial, period) orders in month t (order-driven models)
 
 
 def simulate(
@@ -109,7 +110,7 @@ def simulate(
             step, threads=threads, progress=progress, block_trials=block_trials, first_trial=done
         )
         parts.append(part)
-        expected.append(expected_discounted_ltv(config, part))
+        expected.append(expected_discounted_ltv(config, part, first_trial=done))
         done += step.trials
         achieved = relative_error(np.concatenate(expected), config.antithetic_inputs)
     config = config.with_overrides({"simulation.trials": done})
@@ -122,13 +123,23 @@ def simulate(
     return ds
 
 
-def expected_discounted_ltv(config: Config, runs: list[SegmentRun]) -> np.ndarray:
-    """Per trial, the exact E[discounted LTV | inputs] blended over segments."""
-    blend = 0.0
-    for run in runs:
-        args = kernel_inputs(config, run.segment, run.inputs)
-        blend = blend + run.segment.share * expected_ltv(args, config.horizon_months)["discounted"]
-    return np.asarray(blend)
+def expected_discounted_ltv(
+    config: Config, runs: list[SegmentRun], first_trial: int = 0
+) -> np.ndarray:
+    """Per trial, the exact E[discounted LTV | inputs] blended by the trial's segment shares.
+
+    ``runs`` hold trials ``first_trial …``; the shares are drawn per trial
+    when the segment mix is uncertain.
+    """
+    from .mix import segment_shares
+
+    count = len(runs[0].alive)
+    shares = segment_shares(config, first_trial, count)
+    blend = np.zeros(count)
+    for share, run in zip(shares, runs, strict=True):
+        expected = purchase_model.segment_expected_ltv(config, run.segment, run.inputs)
+        blend += share * expected["discounted"]
+    return blend
 
 
 def relative_error(values: np.ndarray, paired: bool) -> float:
@@ -158,6 +169,7 @@ def _concatenate(parts: list[list[SegmentRun]]) -> list[SegmentRun]:
                 retained=np.concatenate([p.retained for p in pieces]),
                 weights=np.concatenate([p.weights for p in pieces]),
                 customer_hist=sum(p.customer_hist for p in pieces),
+                orders=np.concatenate([p.orders for p in pieces]),
             )
         )
     return joined
@@ -216,6 +228,7 @@ def _empty_run(config: Config, segment: Segment) -> SegmentRun:
         retained=np.zeros((config.trials, retention_years(config.horizon_months))),
         weights=np.zeros(shape),
         customer_hist=np.zeros(_kernels.HIST_BINS, np.int64),
+        orders=np.zeros(shape, np.int64),
     )
 
 
@@ -230,51 +243,65 @@ def _run_block(
 ):
     """Trials ``first … first+count-1`` of ``run`` (numbered from ``offset``).
 
-    ``month_by_month`` makes the kernel walk every customer month by month even
-    without volatility (the same numbers up to rounding; tests compare them).
+    ``month_by_month`` makes the subscription kernel walk every customer month
+    by month even without volatility (the same numbers up to rounding; tests
+    compare them).
     """
     segment = run.segment
     inputs = draw_inputs(config, segment, offset + first, count)
     for path, values in inputs.items():
         run.inputs.setdefault(path, np.empty(config.trials))[first : first + count] = values
-    args = kernel_inputs(config, segment, inputs)
     customers_key = stream_key(config.seed, "customers", segment.name)
     trial_keys = np.array(
         [derive(customers_key, offset + first + j) for j in range(count)], np.uint64
     )
-
-    n_customers, horizon = config.customers, config.horizon_months
     unit_trial = np.repeat(np.arange(count), chunks)
     unit_first = np.tile(np.arange(chunks) * CHUNK_CUSTOMERS, count)
-    unit_count = np.minimum(CHUNK_CUSTOMERS, n_customers - unit_first)
-    n_units = len(unit_trial)
+    unit_count = np.minimum(CHUNK_CUSTOMERS, config.customers - unit_first)
+    units = (unit_trial, unit_first, unit_count, trial_keys)
+    n_units, horizon = len(unit_trial), config.horizon_months
     ends = np.zeros((n_units, horizon + 1), np.int64)
     revenue = np.zeros((n_units, horizon))
     paid = np.zeros((n_units, horizon), np.int64)
-    retained = np.zeros((n_units, retention_years(horizon)))
     hist = np.zeros((numba.get_num_threads(), _kernels.HIST_BINS), np.int64)
-    _kernels.simulate_units(
-        unit_trial,
-        unit_first,
-        unit_count,
-        trial_keys,
-        *(args[name] for name in _kernels.INPUT_NAMES),
-        month_by_month,
-        ends,
-        revenue,
-        paid,
-        retained,
-        hist,
-    )
     # A trial's chunks are consecutive units: add them in order.
     starts = np.arange(count) * chunks
-    ends = np.add.reduceat(ends, starts, axis=0)
     rows = slice(first, first + count)
+    if purchase_model.is_order_driven(segment):
+        args = purchase_model.kernel_params(config, segment, inputs)
+        orders = np.zeros((n_units, horizon), np.int64)
+        _purchase_kernel.simulate_purchase_units(
+            *units,
+            args["process"],
+            args["params"],
+            args["weights"],
+            args["cum_weights"],
+            ends,
+            revenue,
+            orders,
+            paid,
+            hist,
+        )
+        run.orders[rows] = np.add.reduceat(orders, starts, axis=0)
+    else:
+        args = kernel_inputs(config, segment, inputs)
+        retained = np.zeros((n_units, retention_years(horizon)))
+        _kernels.simulate_units(
+            *units,
+            *(args[name] for name in _kernels.INPUT_NAMES),
+            month_by_month,
+            ends,
+            revenue,
+            paid,
+            retained,
+            hist,
+        )
+        run.retained[rows] = np.add.reduceat(retained, starts, axis=0)
+    ends = np.add.reduceat(ends, starts, axis=0)
     # alive in month t = customers active for more than t months
     run.alive[rows] = np.cumsum(ends[:, ::-1], axis=1)[:, ::-1][:, 1:]
     run.revenue[rows] = np.add.reduceat(revenue, starts, axis=0)
     run.paid_first[rows] = np.add.reduceat(paid, starts, axis=0)
-    run.retained[rows] = np.add.reduceat(retained, starts, axis=0)
     run.weights[rows] = args["weights"]
     run.customer_hist += hist.sum(axis=0)
 

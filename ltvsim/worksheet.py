@@ -20,7 +20,7 @@ import numpy as np
 
 from . import formulas
 from .analysis import LTV_CAC_BANDS, PAYBACK_BANDS
-from .config import Config, Segment, load_config
+from .config import Config, ConfigError, Segment, load_config
 from .distributions import Distribution
 from .mix import AveragingGap, naive_average
 from .simulate import simulate
@@ -111,6 +111,15 @@ def _band(x: float, bands, closed_low: bool) -> str:
 def worksheet(config, *, trials=None, customers=None, seed=None, threads=None) -> Worksheet:
     """The worksheet per segment and blended, and the bridge to the simulated mean LTV."""
     config = config if isinstance(config, Config) else load_config(config)
+    for s in config.segments:
+        if s["business.model"] != "subscription":
+            where = "" if not config.named_segments else f"segments.{s.name}."
+            raise ConfigError(
+                "the worksheet is the subscription formula (ARPA x margin / churn); "
+                f"this segment is {s['business.model']!r}: use ltvsim run, and "
+                "ltvsim.formulas.one_time_ltv / ecommerce_net_ltv for its seed formula",
+                f"{where}business.model",
+            )
     per_segment = []
     for s in config.segments:
         steps = five_steps(
@@ -227,6 +236,7 @@ def _variant(config: Config, *, expansion=False, cost=False) -> Config:
     raw = copy.deepcopy(dict(config.source))
     raw.pop("mix", None)  # the configured shares: an uncertain mix is input uncertainty
     for table in [raw, *raw.get("segments", [])]:
+        table.pop("correlations", None)  # point inputs are correlated with nothing
         for section in ("acquisition", "revenue", "costs", "churn", "expansion", "discount"):
             body = table.get(section)
             for key, value in (body or {}).items():

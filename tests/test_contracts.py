@@ -264,3 +264,21 @@ def test_seats_long_run_nrr_and_key_checks():
         ltvsim.load_config(merge(BASE, seats={"initial": 5}))
     with pytest.raises(ltvsim.ConfigError, match=r"seats\.initial"):
         ltvsim.load_config(merge(raw, seats={"initial": 0.5}))
+
+
+def test_multi_year_term_billed_annually():
+    """24-month terms invoiced yearly: churn only every second invoice; each year's cash
+    arrives at its start, so E[discounted LTV] = sum_y S(renewals before year y) 9,600 / 1.1^y."""
+    q = 0.4  # per 24-month renewal
+    raw = merge(
+        ANNUAL,
+        simulation={"trials": 20, "customers": 2000, "horizon_months": 72},
+        churn={"monthly_rate": 1 - (1 - q) ** (1 / 24), "renewal_months": 24},
+    )
+    ds = ltvsim.simulate(raw).sel(segment="all")
+    npv = sum(9600 * (1 - q) ** (y // 2) / 1.1**y for y in range(6))
+    np.testing.assert_allclose(ds.expected_ltv_discounted, npv, rtol=1e-12)
+    assert_mc_close(ds.ltv_discounted.values, npv)
+    # Customers leave only at months 24 and 48.
+    survival = ds.survival.mean("trial").values
+    assert np.all(survival[:24] == 1) and np.all(np.diff(survival[24:48]) == 0)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy import optimize
-from scipy.special import betaln, gammaln
+from scipy.special import betaln, gammaln, ndtr
 
 import ltvsim
 from ltvsim import fit, formulas
@@ -250,13 +250,20 @@ def test_sbg_to_config_runs_in_the_simulator():
     section = result.to_config(renewal_months=12)
     churn = section["churn"]
     assert churn["model"] == "sbg" and churn["renewal_months"] == 12
-    assert churn["alpha"] == {"dist": "lognormal", "mean": result.alpha, "sd": result.se[0]}
-    assert churn["beta"] == {"dist": "lognormal", "mean": result.beta, "sd": result.se[1]}
-    config = merge(BASE, **section)
+    assert section["correlations"] == [
+        {"keys": ["churn.alpha", "churn.beta"], "rho": result.correlation}
+    ]
+    config = {**merge(BASE, churn=section["churn"]), "correlations": section["correlations"]}
     del config["churn"]["monthly_rate"]
     loaded = ltvsim.load_config(config)
-    drawn = loaded.segments[0]["churn.alpha"]
-    assert drawn.mean == pytest.approx(result.alpha) and drawn.sd == pytest.approx(result.se[0])
+    # lognormal: median the estimate, log-scale sd the delta-method se / estimate
+    for path, value, se in zip(
+        ("churn.alpha", "churn.beta"), (result.alpha, result.beta), result.se, strict=True
+    ):
+        drawn = loaded.segments[0][path]
+        assert float(drawn.ppf(0.5)) == pytest.approx(value, rel=1e-12)
+        log_sd = float(np.log(drawn.ppf(ndtr(1.0)) / drawn.ppf(0.5)))
+        assert log_sd == pytest.approx(se / value, rel=1e-9)
     point = merge(BASE, **result.to_config(uncertain=False))
     del point["churn"]["monthly_rate"]
     assert ltvsim.load_config(point).segments[0]["churn.beta"] == result.beta

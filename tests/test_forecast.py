@@ -391,3 +391,19 @@ def test_bad_quantiles():
         forecast(sbg_config(), base, months=2, quantiles=[0.5, 1.5])
     with pytest.raises(ConfigError, match="quantiles"):
         value_base(sbg_config(), base, quantiles=[])
+
+
+def test_fit_replaces_a_correlated_config_and_orders_are_refused():
+    """A config from ``SBGFit.to_config`` (correlated alpha, beta) takes a fit's draws instead."""
+    from ltvsim.fit import fit_sbg
+
+    fit = fit_sbg([1000, 631, 468, 382, 326, 289, 262, 241])
+    config = {**sbg_config(trials=20), **fit.to_config()}
+    base = CustomerBase([0, 1], [100, 50], [10.0, 10.0])
+    from_config = forecast(config, base, months=3)
+    from_fit = forecast(config, base, months=3, fit=fit)
+    assert np.array_equal(from_fit.churn_alpha.values, sbg_parameter_draws(fit, 20, seed=11)[0])
+    assert not np.array_equal(from_config.churn_alpha.values, from_fit.churn_alpha.values)
+    orders = {"business": {"model": "repeat_purchase"}}
+    with pytest.raises(ConfigError, match=r"needs business\.model = .subscription."):
+        forecast(orders, base, months=3)
