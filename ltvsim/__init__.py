@@ -15,6 +15,10 @@ except PackageNotFoundError:  # running from a source tree
 
 from .analysis import band_probabilities, probability, summarize, summary_table, tail_risk
 from .config import Config, ConfigError, load_config
+
+# Not lazy like the fits: a lazily loaded submodule named like the function
+# would replace the function on ``ltvsim`` when first imported.
+from .forecast import forecast
 from .io import open_result, write_result
 from .scenarios import compare, goal_seek, sensitivity
 from .simulate import simulate
@@ -40,6 +44,7 @@ __all__ = [
     "fit_bgnbd",
     "fit_gamma_gamma",
     "fit_sbg",
+    "forecast",
     "goal_seek",
     "load_config",
     "open_result",

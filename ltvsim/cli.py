@@ -857,6 +857,166 @@ def report(
     typer.echo(f"wrote {output}")
 
 
+@app.command("forecast")
+def forecast_command(
+    config: ConfigArgument,
+    base: Annotated[
+        Path | None,
+        typer.Option(help="CSV of customers active now: tenure_months,customers,mrr_per_customer"),
+    ] = None,
+    plan: Annotated[
+        Path | None, typer.Option(help="CSV of planned acquisitions: month,new_customers")
+    ] = None,
+    months: Annotated[int, typer.Option(help="months to forecast (0 = this month)")] = 24,
+    plan_cv: Annotated[
+        float,
+        typer.Option(
+            help="coefficient of variation of a plan-execution factor common to the "
+            "trial's months (0: Poisson noise around the plan only)"
+        ),
+    ] = 0.0,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="result file (default: CONFIG-forecast.nc)"),
+    ] = None,
+    chart: Annotated[
+        Path | None, typer.Option(help="also draw the MRR fan chart to this PNG")
+    ] = None,
+    value_base: Annotated[
+        bool,
+        typer.Option(
+            "--value-base",
+            help="also value the base: discounted residual gross profit by tenure to "
+            "simulation.horizon_months, beside constant churn",
+        ),
+    ] = False,
+    trials: TrialsOption = None,
+    seed: SeedOption = None,
+    fmt: FormatOption = Format.table,
+):
+    """Forecast MRR, gross profit and active customers by month: the base plus a plan.
+
+    Example: ltvsim forecast co.toml --base base.csv --plan plan.csv -o f.nc --chart f.png
+    """
+    from .forecast import ForecastDataError, forecast, read_base, read_plan
+    from .forecast import value_base as base_valuation
+
+    output = output or Path(f"{config.stem}-forecast.nc")
+    if value_base and base is None:
+        raise _fail("--value-base needs --base")
+    valuation = None
+    try:
+        customers = read_base(base) if base is not None else None
+        acquisitions = read_plan(plan, cv=plan_cv) if plan is not None else None
+        ds = forecast(config, customers, acquisitions, months, trials=trials, seed=seed)
+        if value_base:
+            valuation = base_valuation(config, customers, trials=trials, seed=seed)
+        write_result(ds, output)
+    except (*USER_ERRORS, ForecastDataError) as exc:
+        raise _fail(str(exc)) from None
+    if chart is not None:
+        _save_chart(chart, lambda charts: charts.forecast_chart(ds))
+    rows = forecast_rows(ds)
+    base_rows = base_value_rows(valuation) if valuation is not None else None
+    if fmt is Format.json:
+        document = {"output": str(output), "months": rows}
+        if base_rows is not None:
+            document["base_value"] = base_rows
+        typer.echo(json.dumps(document, indent=2))
+        return
+    if base_rows is not None:
+        Console().print(_base_value_table(valuation, base_rows))
+    currency = ds.attrs["currency"]
+    table = Table(
+        title=f"forecast by month: median [80% band] across {ds.sizes['trial']:,} trials",
+        title_justify="left",
+    )
+    table.add_column("month", justify="right")
+    for name in (f"MRR ({currency})", f"gross profit ({currency})", "active customers"):
+        table.add_column(name, justify="right")
+    for row in rows:
+        cells = [
+            f"{_compact(row[k]['p50'])} [{_compact(row[k]['p10'])}, {_compact(row[k]['p90'])}]"
+            for k in ("mrr", "gross_profit", "active_customers")
+        ]
+        table.add_row(str(row["month"]), *cells)
+    console = Console()
+    console.print(table)
+    console.print(f"wrote {output}", highlight=False)
+
+
+def base_value_rows(valuation) -> list[dict]:
+    """Per tenure group (at most 8, spread over the tenures) and for the whole base:
+    mean and 10/90% of the discounted residual gross profit, and the constant-churn mean."""
+    tenures = valuation["tenure"].values
+    picks = np.linspace(0, len(tenures) - 1, min(8, len(tenures))).round().astype(int)
+    shown = tenures[np.unique(picks)]
+    rows = []
+    for tenure in [*shown.tolist(), None]:
+        if tenure is None:
+            het, hom = valuation["base_value"], valuation["homogeneous_base_value"]
+            row = {"tenure_months": "all", "customers": int(valuation["customers"].sum())}
+        else:
+            one = valuation.sel(tenure=tenure)
+            het = one["residual_gross_profit_per_customer"]
+            hom = one["homogeneous_residual_gross_profit_per_customer"]
+            row = {"tenure_months": int(tenure), "customers": int(one["customers"])}
+        low, high = np.quantile(het.values, [0.1, 0.9])
+        row.update(
+            mean=float(het.mean()),
+            p10=float(low),
+            p90=float(high),
+            constant_churn_mean=float(hom.mean()),
+        )
+        rows.append(row)
+    return rows
+
+
+def _base_value_table(valuation, rows: list[dict]) -> Table:
+    currency = valuation.attrs["currency"]
+    table = Table(
+        title=f"value of the existing base: discounted residual gross profit ({currency}), "
+        f"{valuation.attrs['horizon_months']} months, {valuation.sizes['trial']:,} trials",
+        title_justify="left",
+    )
+    for name in ("tenure (months)", "customers", "sBG mean [80% band]", "constant churn"):
+        table.add_column(name, justify="right")
+    for row in rows:
+        per = "" if row["tenure_months"] == "all" else " /customer"
+        table.add_row(
+            str(row["tenure_months"]),
+            f"{row['customers']:,}",
+            f"{_compact(row['mean'])} [{_compact(row['p10'])}, {_compact(row['p90'])}]{per}",
+            f"{_compact(row['constant_churn_mean'])}{per}",
+        )
+    return table
+
+
+def _compact(x: float) -> str:
+    """3 significant digits with k / M / B from 10,000 up: 1,421,879 -> 1.42M."""
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= max(scale, 1e4):
+            digits = ".3g" if abs(x) < 100 * scale else ",.0f"
+            return f"{x / scale:{digits}}{suffix}"
+    return f"{x:,.0f}"
+
+
+def forecast_rows(ds) -> list[dict]:
+    """Median and 80% band of the forecast's totals at months 0, 1, 3, 6, 12, 18, … and the last."""
+    last = ds.sizes["month"] - 1
+    shown = sorted({m for m in (0, 1, 3, 6, *range(12, last, 6)) if m < last} | {last})
+    rows = []
+    for m in shown:
+        row = {"month": m}
+        for name in ("mrr", "gross_profit", "active_customers"):
+            band = ds[f"{name}_band"].sel(month=m)
+            row[name] = {
+                f"p{round(q * 100):g}": float(band.sel(quantile=q)) for q in (0.1, 0.5, 0.9)
+            }
+        rows.append(row)
+    return rows
+
+
 def _save_chart(path: Path, draw):
     """Draw a figure with ``draw(plot_module)`` and save it; user errors exit 2."""
     try:

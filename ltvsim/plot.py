@@ -693,6 +693,59 @@ def _plus_minus(value: float, error: float) -> str:
 # output
 
 
+def forecast_chart(ds: xr.Dataset, variable: str = "mrr", realised=None):
+    """Fan chart of a company forecast (:func:`ltvsim.forecast.forecast`) by calendar month.
+
+    The median across trials of ``variable`` (``mrr``, ``gross_profit`` or
+    ``active_customers``) with nested bands for every pair of quantiles in
+    ``ds.quantile`` (outermost lightest), and the median of the existing
+    base's share (dashed) when the result has one. ``realised`` (optional, one
+    value per month) is drawn as black dots: what actually happened, for a
+    backtest.
+    """
+    names = {
+        "mrr": "MRR",
+        "gross_profit": "gross profit per month",
+        "active_customers": "active customers",
+    }
+    if variable not in names:
+        raise ValueError(f"unknown forecast variable {variable!r}; choose one of {list(names)}")
+    fig = _figure(8.0, 4.2)
+    ax = fig.add_subplot()
+    band = ds[f"{variable}_band"]
+    x = ds["month"].values
+    pairs = _band_pairs(band["quantile"].values)
+    for i, (lo, hi) in enumerate(pairs):
+        shade = 0.22 + 0.28 * i / max(1, len(pairs) - 1) if len(pairs) > 1 else 0.3
+        ax.fill_between(
+            x,
+            band.sel(quantile=lo).values,
+            band.sel(quantile=hi).values,
+            color=_tint(BLUE, shade),
+            linewidth=0,
+            label=f"{_percent_label(lo)}-{_percent_label(hi)}% of trials",
+            zorder=1 + i,
+        )
+    median = band_quantiles(ds[variable].transpose("trial", "month").values, np.array([0.5]))[0]
+    ax.plot(x, median, color=BLUE, linewidth=2.0, label="median", zorder=10)
+    base_name = f"base_{variable}"
+    if base_name in ds and bool((ds["new_customers"] > 0).any()):
+        base = band_quantiles(ds[base_name].transpose("trial", "month").values, np.array([0.5]))
+        ax.plot(x, base[0], color=GREY, linestyle="--", linewidth=1.5, label="existing base")
+    if realised is not None:
+        ax.plot(x, realised, "o", color="black", markersize=3.5, label="realised", zorder=11)
+    unit = ds[variable].attrs.get("units", "")
+    ax.set_ylabel(f"{names[variable]} ({unit})")
+    ax.set_xlabel("months from the forecast start (0 = now)")
+    _month_ticks(ax.xaxis, float(x[-1]) if len(x) else 1.0)
+    if variable != "active_customers":
+        _money_axis(ax.yaxis)
+    ax.set_title(f"forecast of {names[variable]}: {ds.sizes['trial']:,} trials", loc="left")
+    ax.grid(True, alpha=0.3)
+    _side_legend(fig, ax)
+    return fig
+
+
 def kinds() -> dict[str, Callable]:
     """Chart kinds of a result by their command-line name: ``ltvsim plot --kind NAME``."""
     return {
