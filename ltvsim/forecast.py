@@ -30,16 +30,15 @@ import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numba
 import numpy as np
 import xarray as xr
 from scipy.special import ndtri
 
-from . import _kernels
 from ._rng import derive, stream_key, stream_uniforms
 from .config import Config, ConfigError, load_config, without_fixed_correlations
 from .dataset import band_quantiles
-from .model import cash_by_month, draw_inputs, kernel_inputs, retention_years
+from .model import cash_by_month, draw_inputs, kernel_inputs
+from .simulate import run_subscription_kernel, unit_layout
 
 __all__ = [
     "QUANTILES",
@@ -56,9 +55,6 @@ __all__ = [
 # Quantiles of the bands: the 80% band is (0.1, 0.9), the 95% band (0.025, 0.975).
 QUANTILES = (0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975)
 BANDS = {0.8: (0.1, 0.9), 0.95: (0.025, 0.975)}
-# Customers per kernel work unit (as in simulate.CHUNK_CUSTOMERS; a group's
-# sums are added chunk by chunk, so it is fixed, not tuned).
-CHUNK_CUSTOMERS = 4096
 
 
 class ForecastDataError(ValueError):
@@ -347,40 +343,16 @@ def _run_groups(config: Config, inputs: dict, groups: list[_Group]) -> dict[str,
     args = kernel_inputs(config, segment, virtual)
 
     counts = np.concatenate([g.customers for g in groups]).astype(np.int64)
-    chunks = np.maximum(1, -(-counts // CHUNK_CUSTOMERS))
-    starts = np.concatenate(([0], np.cumsum(chunks)[:-1]))
-    unit_trial = np.repeat(np.arange(len(counts)), chunks)
-    unit_first = (np.arange(len(unit_trial)) - starts[unit_trial]) * CHUNK_CUSTOMERS
-    unit_count = np.clip(counts[unit_trial] - unit_first, 0, CHUNK_CUSTOMERS)
+    unit_trial, unit_first, unit_count, starts = unit_layout(counts)
     trial_keys = np.empty(len(counts), np.uint64)
     for g, group in enumerate(groups):
         key = stream_key(config.seed, "forecast", "customers", group.label)
         for k in range(trials):
             trial_keys[g * trials + k] = derive(key, k)
-
-    n_units = len(unit_trial)
-    ends = np.zeros((n_units, horizon + 1), np.int64)
-    revenue = np.zeros((n_units, horizon))
-    paid = np.zeros((n_units, horizon), np.int64)
-    retained = np.zeros((n_units, retention_years(horizon)))
-    hist = np.zeros((numba.get_num_threads(), _kernels.HIST_BINS), np.int64)
-    _kernels.simulate_units(
-        unit_trial,
-        unit_first,
-        unit_count,
-        trial_keys,
-        *(args[name] for name in _kernels.INPUT_NAMES),
-        False,
-        ends,
-        revenue,
-        paid,
-        retained,
-        hist,
+    out = run_subscription_kernel(
+        args, (unit_trial, unit_first, unit_count, trial_keys), starts, horizon
     )
-    # A virtual trial's chunks are consecutive units: add them in order.
-    ends = np.add.reduceat(ends, starts, axis=0)
-    alive = np.cumsum(ends[:, ::-1], axis=1)[:, ::-1][:, 1:]
-    revenue = np.add.reduceat(revenue, starts, axis=0)
+    alive, revenue = out["alive"], out["revenue"]
     # margin is net of the payment fee, service cost includes the fixed fee (model.kernel_inputs)
     margin, service_cost = args["margin"][:, None], args["service_cost"][:, None]
     gross_profit = margin * revenue - service_cost * alive

@@ -211,7 +211,7 @@ def run_segments(
         for first in range(0, n_trials, block_trials):
             count = min(block_trials, n_trials - first)
             for run in runs:
-                _run_block(config, run, first_trial, first, count, chunks_per_trial, month_by_month)
+                _run_block(config, run, first_trial, first, count, month_by_month)
                 done += count
                 report(done, total)
     return runs
@@ -238,7 +238,6 @@ def _run_block(
     offset: int,
     first: int,
     count: int,
-    chunks: int,
     month_by_month: bool = False,
 ):
     """Trials ``first … first+count-1`` of ``run`` (numbered from ``offset``).
@@ -255,21 +254,18 @@ def _run_block(
     trial_keys = np.array(
         [derive(customers_key, offset + first + j) for j in range(count)], np.uint64
     )
-    unit_trial = np.repeat(np.arange(count), chunks)
-    unit_first = np.tile(np.arange(chunks) * CHUNK_CUSTOMERS, count)
-    unit_count = np.minimum(CHUNK_CUSTOMERS, config.customers - unit_first)
+    unit_trial, unit_first, unit_count, starts = unit_layout(np.full(count, config.customers))
     units = (unit_trial, unit_first, unit_count, trial_keys)
-    n_units, horizon = len(unit_trial), config.horizon_months
-    ends = np.zeros((n_units, horizon + 1), np.int64)
-    revenue = np.zeros((n_units, horizon))
-    paid = np.zeros((n_units, horizon), np.int64)
-    hist = np.zeros((numba.get_num_threads(), _kernels.HIST_BINS), np.int64)
-    # A trial's chunks are consecutive units: add them in order.
-    starts = np.arange(count) * chunks
+    horizon = config.horizon_months
     rows = slice(first, first + count)
     if purchase_model.is_order_driven(segment):
         args = purchase_model.kernel_params(config, segment, inputs)
+        n_units = len(unit_trial)
+        ends = np.zeros((n_units, horizon + 1), np.int64)
+        revenue = np.zeros((n_units, horizon))
+        paid = np.zeros((n_units, horizon), np.int64)
         orders = np.zeros((n_units, horizon), np.int64)
+        hist = np.zeros((numba.get_num_threads(), _kernels.HIST_BINS), np.int64)
         _purchase_kernel.simulate_purchase_units(
             *units,
             args["process"],
@@ -283,27 +279,75 @@ def _run_block(
             hist,
         )
         run.orders[rows] = np.add.reduceat(orders, starts, axis=0)
+        out = {
+            "alive": _alive(np.add.reduceat(ends, starts, axis=0)),
+            "revenue": np.add.reduceat(revenue, starts, axis=0),
+            "paid_first": np.add.reduceat(paid, starts, axis=0),
+            "customer_hist": hist.sum(axis=0),
+        }
     else:
         args = kernel_inputs(config, segment, inputs)
-        retained = np.zeros((n_units, retention_years(horizon)))
-        _kernels.simulate_units(
-            *units,
-            *(args[name] for name in _kernels.INPUT_NAMES),
-            month_by_month,
-            ends,
-            revenue,
-            paid,
-            retained,
-            hist,
-        )
-        run.retained[rows] = np.add.reduceat(retained, starts, axis=0)
-    ends = np.add.reduceat(ends, starts, axis=0)
-    # alive in month t = customers active for more than t months
-    run.alive[rows] = np.cumsum(ends[:, ::-1], axis=1)[:, ::-1][:, 1:]
-    run.revenue[rows] = np.add.reduceat(revenue, starts, axis=0)
-    run.paid_first[rows] = np.add.reduceat(paid, starts, axis=0)
+        out = run_subscription_kernel(args, units, starts, horizon, month_by_month)
+        run.retained[rows] = out["retained"]
+    run.alive[rows] = out["alive"]
+    run.revenue[rows] = out["revenue"]
+    run.paid_first[rows] = out["paid_first"]
     run.weights[rows] = args["weights"]
-    run.customer_hist += hist.sum(axis=0)
+    run.customer_hist += out["customer_hist"]
+
+
+def unit_layout(customers: np.ndarray):
+    """Cut each trial's customers into chunks of ``CHUNK_CUSTOMERS`` (work units).
+
+    Returns ``unit_trial``, ``unit_first``, ``unit_count`` (per unit: its
+    trial, first customer and number of customers) and ``starts``, each
+    trial's first unit (a trial's units are consecutive).
+    """
+    customers = np.asarray(customers, dtype=np.int64)
+    chunks = np.maximum(1, -(-customers // CHUNK_CUSTOMERS))
+    starts = np.concatenate(([0], np.cumsum(chunks)[:-1]))
+    unit_trial = np.repeat(np.arange(len(customers)), chunks)
+    unit_first = (np.arange(len(unit_trial)) - starts[unit_trial]) * CHUNK_CUSTOMERS
+    unit_count = np.clip(customers[unit_trial] - unit_first, 0, CHUNK_CUSTOMERS)
+    return unit_trial, unit_first, unit_count, starts
+
+
+def run_subscription_kernel(args: dict, units, starts, horizon: int, month_by_month=False) -> dict:
+    """Run the subscription kernel on ``units`` (``unit_layout`` + trial keys); per-trial sums.
+
+    Returns per trial: ``alive`` and ``revenue`` by month, ``paid_first``
+    (customers first paid back in month t), ``retained`` (GRR numerator by
+    cohort year) and ``customer_hist`` (summed over trials).
+    """
+    n_units = len(units[0])
+    ends = np.zeros((n_units, horizon + 1), np.int64)
+    revenue = np.zeros((n_units, horizon))
+    paid = np.zeros((n_units, horizon), np.int64)
+    retained = np.zeros((n_units, retention_years(horizon)))
+    hist = np.zeros((numba.get_num_threads(), _kernels.HIST_BINS), np.int64)
+    _kernels.simulate_units(
+        *units,
+        *(args[name] for name in _kernels.INPUT_NAMES),
+        month_by_month,
+        ends,
+        revenue,
+        paid,
+        retained,
+        hist,
+    )
+    # A trial's chunks are consecutive units: add them in order.
+    return {
+        "alive": _alive(np.add.reduceat(ends, starts, axis=0)),
+        "revenue": np.add.reduceat(revenue, starts, axis=0),
+        "paid_first": np.add.reduceat(paid, starts, axis=0),
+        "retained": np.add.reduceat(retained, starts, axis=0),
+        "customer_hist": hist.sum(axis=0),
+    }
+
+
+def _alive(ends: np.ndarray) -> np.ndarray:
+    """Customers active in month t = customers active for more than t months."""
+    return np.cumsum(ends[:, ::-1], axis=1)[:, ::-1][:, 1:]
 
 
 @contextlib.contextmanager
