@@ -67,6 +67,16 @@ def input_variable(path: str) -> str:
 
 def build_dataset(config: Config, runs) -> xr.Dataset:
     """Turn the driver's per-segment aggregates into the result Dataset."""
+    ds = trial_dataset(config, runs)
+    return ds.assign(band_variables(config, ds, [run.customer_hist for run in runs]))
+
+
+def trial_dataset(config: Config, runs, first_trial: int = 0) -> xr.Dataset:
+    """Every per-trial variable (no bands) of trials ``first_trial …``; ``runs`` hold them.
+
+    A result written block by block is the concatenation of these along ``trial``
+    plus :func:`band_variables` of the whole.
+    """
     money = f"{config.currency} per acquired customer"
     per_segment = [_segment_values(config, run) for run in runs]
     names = [s.name for s in config.segments]
@@ -94,39 +104,27 @@ def build_dataset(config: Config, runs) -> xr.Dataset:
             {"units": unit, "long_name": f"drawn {path} ({spec.doc})", "config_key": path},
         )
 
-    quantiles = np.asarray(config.quantiles)
-    for name in [*BANDED, *(input_variable(p) for p in config.uncertain_inputs())]:
-        var = data[name]
-        band = band_quantiles(var.values, quantiles)
-        data[f"{name}_band"] = xr.Variable(
-            ("quantile", *var.dims[1:]),
-            band,
-            {"units": var.attrs["units"], "long_name": f"quantiles across trials of {name}"},
-        )
-    hists = [run.customer_hist / run.customer_hist.sum() for run in runs]
-    if config.named_segments:
-        hists.append(sum(s.share * h for s, h in zip(config.segments, hists, strict=True)))
-    data[CUSTOMER_LTV_BAND] = xr.Variable(
-        ("quantile", "segment"),
-        np.stack([histogram_quantiles(h, quantiles) for h in hists], axis=-1),
-        {
-            "units": money.replace("per acquired customer", "per customer"),
-            "long_name": "quantiles of individual customers' discounted gross-profit LTV, "
-            "pooled over all trials (histogram, 0.67% relative bin width)",
-        },
-    )
-
+    trials = np.arange(first_trial, first_trial + config.trials)
     coords = {
-        "trial": ("trial", np.arange(config.trials), {"long_name": "trial (parameter draw)"}),
+        "trial": ("trial", trials, {"long_name": "trial (parameter draw)"}),
         "period": (
             "period",
             np.arange(config.horizon_months),
             {"units": "months", "long_name": "months since acquisition (customer tenure)"},
         ),
         "segment": ("segment", np.array(names), {"long_name": "customer segment"}),
-        "quantile": ("quantile", quantiles, {"units": "1", "long_name": "band quantile"}),
+        "quantile": (
+            "quantile",
+            np.asarray(config.quantiles),
+            {"units": "1", "long_name": "band quantile"},
+        ),
     }
-    attrs = {
+    return xr.Dataset(data, coords=coords, attrs=result_attrs(config))
+
+
+def result_attrs(config: Config) -> dict:
+    """The result's global attributes: what was run, with the config as JSON."""
+    return {
         "title": "ltvsim customer-lifetime-value simulation",
         "ltvsim_version": __version__,
         "seed": config.seed,
@@ -139,7 +137,39 @@ def build_dataset(config: Config, runs) -> xr.Dataset:
         "payments": "in advance: a customer pays in month 0 and every month it is active",
         "config": config.to_json(),
     }
-    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def band_variables(config: Config, trial_data, customer_hists) -> dict[str, xr.Variable]:
+    """Quantiles across all trials of every per-trial variable, and of customers' LTV.
+
+    ``trial_data`` maps names to per-trial variables (an in-memory Dataset or
+    a lazily opened one: each variable is loaded once, one at a time);
+    ``customer_hists`` are the segments' customer-LTV histograms, pooled over trials.
+    """
+    money = f"{config.currency} per acquired customer"
+    quantiles = np.asarray(config.quantiles)
+    data = {}
+    for name in [*BANDED, *(input_variable(p) for p in config.uncertain_inputs())]:
+        var = trial_data[name].variable
+        band = band_quantiles(var.values, quantiles)
+        data[f"{name}_band"] = xr.Variable(
+            ("quantile", *var.dims[1:]),
+            band,
+            {"units": var.attrs["units"], "long_name": f"quantiles across trials of {name}"},
+        )
+    hists = [h / h.sum() for h in customer_hists]
+    if config.named_segments:
+        hists.append(sum(s.share * h for s, h in zip(config.segments, hists, strict=True)))
+    data[CUSTOMER_LTV_BAND] = xr.Variable(
+        ("quantile", "segment"),
+        np.stack([histogram_quantiles(h, quantiles) for h in hists], axis=-1),
+        {
+            "units": money.replace("per acquired customer", "per customer"),
+            "long_name": "quantiles of individual customers' discounted gross-profit LTV, "
+            "pooled over all trials (histogram, 0.67% relative bin width)",
+        },
+    )
+    return data
 
 
 def _segment_values(config: Config, run) -> dict[str, np.ndarray]:
