@@ -56,6 +56,8 @@ def run_to_file(
             "output",
         )
     check_resources(config, output, checkpoint=True)
+    if resume:
+        _remove_temporaries(output)
     blocks = run_blocks(
         config,
         block_trials=block_trials,
@@ -75,6 +77,15 @@ def run_to_file(
         write_result(ds, output)
     shutil.rmtree(partial, ignore_errors=True)
     return ds
+
+
+def _remove_temporaries(output: Path) -> None:
+    """Remove the temporary files an interrupted (killed) write of ``output`` left behind."""
+    for stale in output.parent.glob(f".{output.name}.*.tmp"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
 
 
 def _stream_zarr(config: Config, output: Path, blocks, chunk_trials: int) -> None:

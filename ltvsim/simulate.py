@@ -103,6 +103,9 @@ def simulate(
     config = _with_overrides(config, trials=trials, customers=customers, seed=seed)
     blocks = {"threads": threads, "block_trials": block_trials, "client": client}
     if target_rel_error is None:
+        from .runner import check_resources
+
+        check_resources(config)  # refuse, before running, a result too big for memory
         parts = run_blocks(config, progress=progress, checkpoint=checkpoint, **blocks)
         return build_dataset(config, assemble(parts))
     if checkpoint is not None:
