@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .config import Config, ConfigError, all_paths
 from .dataset import PATH, VARIABLES, band_variables, result_attrs, trial_dataset
-from .io import ZarrResult, is_zarr, open_result, write_result
+from .io import ResultFileError, ZarrResult, is_zarr, open_result, write_result
 
 GB = 1e9
 
@@ -49,6 +49,9 @@ def run_to_file(
     from .simulate import assemble, run_blocks, trial_blocks
 
     output = Path(output)
+    directory = output.parent if str(output.parent) else Path(".")
+    if not directory.is_dir():
+        raise ResultFileError(f"output directory does not exist: {directory}")
     partial = checkpoint_dir(output)
     if partial.exists() and not resume:
         raise ConfigError(

@@ -227,11 +227,24 @@ def run_blocks(
             results = map_blocks(client, config, todo)
         counts = dict(blocks)
         for first, runs in results:
+            _check_finite(runs, first)
             if store:
                 store.save(first, runs)
             done += counts[first] * len(config.segments)
             report(done, total)
             yield first, runs
+
+
+def _check_finite(runs: list[SegmentRun], first: int) -> None:
+    """A safety net behind config's magnitude check: never let inf reach a result."""
+    for run in runs:
+        if not np.isfinite(run.revenue).all():
+            raise ConfigError(
+                f"revenue overflowed floating point in segment {run.segment.name!r} "
+                f"(trials from {first}); lower the growth, price increases or upsells, "
+                "or shorten simulation.horizon_months",
+                "expansion",
+            )
 
 
 def assemble(blocks) -> list[SegmentRun]:
