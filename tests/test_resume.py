@@ -169,3 +169,20 @@ def test_kill_9_then_resume_gives_the_uninterrupted_result(tmp_path):
     )
     assert_same(ltvsim.simulate(config), ltvsim.open_result(out))
     assert os.listdir(tmp_path) == [out.name]
+
+
+def test_disk_estimate_refuses_what_cannot_fit(tmp_path, monkeypatch):
+    from ltvsim import runner
+
+    config = load_config(CONFIGS / "saas.toml").with_overrides(
+        {f"simulation.{k}": v for k, v in SMALL.items()}
+    )
+    need = estimate_resources(config, tmp_path / "r.nc", checkpoint=True)["disk_bytes"]
+    # 24 trials × 1 segment: result (6 path variables × 120 months + 12 + 3 inputs) and
+    # raw sums (4 × 120 months + every input) at 8 bytes
+    assert 24 * 8 * (6 * 120 + 12) < need < 24 * 8 * (11 * 120 + 100)
+    free = type("Usage", (), {"free": need / 2})
+    monkeypatch.setattr(runner.shutil, "disk_usage", lambda path: free)
+    with pytest.raises(ConfigError, match=r"output: this run needs about .* of disk"):
+        run_to_file(config, tmp_path / "r.nc")
+    assert os.listdir(tmp_path) == []
