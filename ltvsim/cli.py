@@ -153,12 +153,13 @@ def run(
     except USER_ERRORS as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
-        Console(stderr=True).print(
-            f"interrupted; no output was written. Completed blocks are kept in "
-            f"{checkpoint_dir(output)}: run again with --resume to finish",
-            highlight=False,
-            soft_wrap=True,
-        )
+        message = "interrupted; no output was written"
+        if checkpoint_dir(output).is_dir():
+            message += (
+                f". Completed blocks are kept in {checkpoint_dir(output)}: "
+                "run again with --resume to finish"
+            )
+        Console(stderr=True).print(message, highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
     finally:
         if client is not None:

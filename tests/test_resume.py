@@ -186,3 +186,15 @@ def test_disk_estimate_refuses_what_cannot_fit(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"output: this run needs about .* of disk"):
         run_to_file(config, tmp_path / "r.nc")
     assert os.listdir(tmp_path) == []
+
+
+def test_cli_writes_and_reads_zarr(tmp_path):
+    args = ["run", str(CONFIGS / "saas.toml"), "--trials", "12", "--customers", "100"]
+    runner = CliRunner()
+    nc = runner.invoke(app, [*args, "-o", str(tmp_path / "r.nc"), "-f", "json"])
+    zarr = runner.invoke(app, [*args, "-o", str(tmp_path / "r.zarr"), "-f", "json"])
+    assert nc.exit_code == 0 and zarr.exit_code == 0, zarr.output
+    summary = runner.invoke(app, ["summary", str(tmp_path / "r.zarr"), "-f", "json"])
+    assert summary.exit_code == 0
+    assert json.loads(summary.output)["segments"] == json.loads(nc.output)["segments"]
+    assert_same(ltvsim.open_result(tmp_path / "r.nc"), ltvsim.open_result(tmp_path / "r.zarr"))
