@@ -124,7 +124,11 @@ class ZarrResult:
     """
 
     def __init__(self, path, first_block: xr.Dataset, trials: int, chunk_trials: int, attrs):
-        import dask.array as da
+        try:
+            import dask.array as da
+            import zarr  # noqa: F401
+        except ImportError:
+            raise ResultFileError('writing zarr needs: pip install "ltvsim[cluster]"') from None
 
         self.path = Path(path)
         directory = self.path.parent
