@@ -218,7 +218,7 @@ def test_fuzzed_toml_files(tmp_path_factory, record_property):
     assert seen["simulated"] >= 20 and seen["config error"] >= 20
 
 
-@settings(max_examples=40, deadline=None, derandomize=True)
+@settings(max_examples=25, deadline=None, derandomize=True)
 @given(text=toml_texts())
 def test_fuzzed_toml_on_the_command_line(tmp_path_factory, text):
     path = tmp_path_factory.mktemp("cli") / "config.toml"
