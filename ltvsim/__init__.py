@@ -19,12 +19,27 @@ from .io import open_result, write_result
 from .scenarios import compare, goal_seek, sensitivity
 from .simulate import simulate
 
+# Fitting needs scipy.optimize (slow to import): loaded on first use.
+_LAZY = {"fit_sbg": "fit", "fit_bgnbd": "fit", "fit_gamma_gamma": "fit"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "Config",
     "ConfigError",
     "__version__",
     "band_probabilities",
     "compare",
+    "fit_bgnbd",
+    "fit_gamma_gamma",
+    "fit_sbg",
     "goal_seek",
     "load_config",
     "open_result",

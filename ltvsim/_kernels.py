@@ -10,7 +10,8 @@ Model (months since acquisition ``t = 0 … H-1``, payments in advance):
 
 * customer ``i`` has a per-renewal churn probability ``theta_i`` (a constant,
   a Beta(alpha, beta) draw — the shifted-beta-geometric model — or a
-  tenure curve); renewals happen every ``renewal_months`` months;
+  tenure curve); renewals happen every ``renewal_months`` months, and at the
+  first one an extra ``first_renewal_churn`` leave;
 * the number of renewals survived is drawn directly by inverse transform of
   one uniform (geometric for constant/sBG), not as a Bernoulli per month;
 * MRR starts at ``arpa * LogNormal(mean 1, sd arpa_cv)`` and then, between
@@ -19,7 +20,19 @@ Model (months since acquisition ``t = 0 … H-1``, payments in advance):
   ``1 - downgrade_size`` with probability ``downgrade_p`` (at most one plan
   change a month); and, every ``price_every`` months, by ``1 + price_increase``.
   Months between plan changes are drawn as geometric gaps, not a Bernoulli
-  per month.
+  per month;
+* each ``billing_months`` months' revenue is paid at once at the start of
+  the billing period (1: monthly), which moves cash — discounting and payback
+  — but not revenue.
+
+Without volatility a customer's MRR is ``level × M(t)``: a level that changes
+only at plan changes times a multiplier ``M(t)`` (growth and price increases)
+common to the trial. Then the kernel works per *plan change*, not per month:
+revenue goes into a difference array of levels, discounted LTV and payback
+come from cumulative sums of ``M`` precomputed per trial (``cum_multiplier``,
+``cum_cash_multiplier``), so a customer costs O(plan changes + years), not
+O(months). With volatility every month needs its own normal and the kernel
+walks month by month. Both walks consume the same random numbers.
 
 Each customer has separate sub-streams for churn, starting size, the
 volatility path and plan changes, so a scenario that changes one of them
@@ -36,47 +49,94 @@ from ._rng import derive, next_gamma, next_normal, next_uniform
 CONSTANT, SBG, CURVE = 0, 1, 2
 
 # Sub-streams of a customer.
-CHURN_STREAM, SIZE_STREAM, PATH_STREAM, EVENT_STREAM = 1, 2, 3, 4
+CHURN_STREAM, SIZE_STREAM, PATH_STREAM, EVENT_STREAM, SEAT_STREAM = 1, 2, 3, 4, 5
 
 # Customer-LTV histogram: bins uniform in y = sign(x) log1p(|x|), |x| up to
 # 1e12 currency units; bin width 0.0067 in y, i.e. 0.67% relative in x.
 HIST_BINS = 8192
 HIST_LIMIT = math.log1p(1e12)
 
+# Months in a cohort year (net and gross revenue retention are per year).
+YEAR = 12
+
+# Per-trial inputs of simulate_units, in its argument order (model.kernel_inputs
+# returns them by these names).
+INPUT_NAMES = (
+    "model",
+    "renewal_months",
+    "curve_survival",
+    "churn_per_renewal",
+    "first_renewal_churn",
+    "alpha",
+    "beta",
+    "arpa",
+    "arpa_sigma",
+    "margin",
+    "cost",
+    "cac",
+    "log_drift",
+    "volatility",
+    "upsell_p",
+    "upsell_size",
+    "downgrade_p",
+    "downgrade_size",
+    "price_increase",
+    "price_every",
+    "seat_model",
+    "seat_price",
+    "seats_initial",
+    "seat_add_rate",
+    "seat_remove_rate",
+    "billing_months",
+    "multiplier",
+    "multiplier_rising",
+    "cum_multiplier",
+    "cum_cash_multiplier",
+    "cash_weights",
+    "cum_weights",
+)
+
 
 @njit(inline="always", cache=True)
-def _renewals_survived(state, model, theta, log_keep, alpha, beta, curve_survival, max_renewals):
+def _renewals_survived(
+    state, model, theta, log_keep, first_churn, alpha, beta, curve_survival, max_renewals
+):
     """Number of renewals a new customer survives, capped at ``max_renewals``.
 
     ``log_keep`` is ``log1p(-theta)`` for the constant model, hoisted out of
-    the customer loop by the caller.
+    the customer loop by the caller. ``first_churn`` is an extra probability
+    of leaving at the first renewal, independent of the model's churn.
     """
     state, u = next_uniform(state)
+    n = max_renewals
     if model == CURVE:
         # P(N >= n) = curve_survival[n]; N = max{n : u <= S[n]} by bisection.
-        lo, hi = 0, max_renewals
-        if u <= curve_survival[hi]:
-            return state, max_renewals
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if u <= curve_survival[mid]:
-                lo = mid
-            else:
-                hi = mid
-        return state, lo
-    if model == SBG:
-        state, ga = next_gamma(state, alpha)
-        state, gb = next_gamma(state, beta)
-        theta = ga / (ga + gb)
-        log_keep = math.log1p(-theta)
-    if theta <= 0.0:
-        return state, max_renewals
-    if theta >= 1.0:
-        return state, 0
-    n = math.log(u) / log_keep  # geometric: P(N >= n) = (1-theta)^n
-    if n >= max_renewals:
-        return state, max_renewals
-    return state, int(n)
+        if u > curve_survival[n]:
+            lo, hi = 0, max_renewals
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if u <= curve_survival[mid]:
+                    lo = mid
+                else:
+                    hi = mid
+            n = lo
+    else:
+        if model == SBG:
+            state, ga = next_gamma(state, alpha)
+            state, gb = next_gamma(state, beta)
+            theta = ga / (ga + gb)
+            log_keep = math.log1p(-theta)
+        if theta >= 1.0:
+            n = 0
+        elif theta > 0.0:
+            geometric = math.log(u) / log_keep  # P(N >= n) = (1-theta)^n
+            if geometric < max_renewals:
+                n = int(geometric)
+    if first_churn > 0.0 and n > 0:
+        state, v = next_uniform(state)
+        if v < first_churn:
+            n = 0
+    return state, n
 
 
 @njit(inline="always", cache=True)
@@ -95,10 +155,94 @@ def _next_event(state, t, log_no_event, horizon):
 
 
 @njit(inline="always", cache=True)
+def _seats_until(state, seats, tau, month, add_rate, remove_rate):
+    """Run the seat count's birth-death process over the events before ``month``.
+
+    Each seat brings a new one at ``add_rate`` per month; each seat but the
+    first (the account itself) leaves at ``remove_rate``. ``tau`` is the time
+    of the next event; returns (state, seats at ``month``, next event time).
+    """
+    while tau < month:
+        adds, removes = add_rate * seats, remove_rate * (seats - 1.0)
+        state, u = next_uniform(state)
+        seats += 1.0 if u * (adds + removes) < adds else -1.0
+        state, tau = _next_seat_event(state, tau, seats, add_rate, remove_rate)
+    return state, seats, tau
+
+
+@njit(inline="always", cache=True)
+def _next_seat_event(state, now, seats, add_rate, remove_rate):
+    """Time of the seat count's next change after ``now`` (exponential gap)."""
+    rate = add_rate * seats + remove_rate * (seats - 1.0)
+    if rate <= 0.0:
+        return state, math.inf
+    state, u = next_uniform(state)
+    return state, now - math.log(u) / rate
+
+
+@njit(inline="always", cache=True)
+def _change_month(tau, horizon):
+    """First month that starts after a change at time ``tau``."""
+    return horizon if tau >= horizon else int(tau) + 1
+
+
+@njit(inline="always", cache=True)
+def _change_level(level, month, changes, change_state, horizon):
+    """The level from ``month`` on, and the month of the next change.
+
+    ``changes`` = (upsell share, upsell factor, downgrade factor, log1p(-p)
+    of a plan change a month, seat model?, seat add rate, seat remove rate,
+    price per seat); ``change_state`` = (plan-change stream, seat stream,
+    seats, time of the next seat event).
+    """
+    up_share, up_x, dn_x, log_no_event, seats_on, add_rate, remove_rate, seat_price = changes
+    events, seat_stream, seats, tau = change_state
+    if seats_on:
+        seat_stream, seats, tau = _seats_until(
+            seat_stream, seats, tau, month, add_rate, remove_rate
+        )
+        return seats * seat_price, _change_month(tau, horizon), (events, seat_stream, seats, tau)
+    events, x = next_uniform(events)
+    level *= up_x if x < up_share else dn_x
+    events, next_change = _next_event(events, month, log_no_event, horizon)
+    return level, next_change, (events, seat_stream, seats, tau)
+
+
+@njit(inline="always", cache=True)
 def _hist_bin(x):
     y = math.copysign(math.log1p(abs(x)), x)
     b = int((y + HIST_LIMIT) * (HIST_BINS / (2.0 * HIST_LIMIT)))
     return min(max(b, 0), HIST_BINS - 1)
+
+
+@njit(inline="always", cache=True)
+def _first_month_reaching(gp_before, level_gp, cum_m, c2s, monotone, start, end, target):
+    """First month t in [start, end) where cumulative gross profit reaches ``target``; -1 if none.
+
+    Through month t it is ``gp_before + level_gp * (cum_m[t+1] - cum_m[start])
+    - c2s * (t + 1 - start)``, ``gp_before`` being the total through month
+    start - 1 (below the target). Bisection when it cannot fall within the
+    interval (``monotone``), else a scan.
+    """
+    if monotone:
+        last = gp_before + level_gp * (cum_m[end] - cum_m[start]) - c2s * (end - start)
+        if last < target:
+            return -1
+        lo, hi = start - 1, end - 1  # below the target at lo, reached at hi
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if (
+                gp_before + level_gp * (cum_m[mid + 1] - cum_m[start]) - c2s * (mid + 1 - start)
+                >= target
+            ):
+                hi = mid
+            else:
+                lo = mid
+        return hi
+    for t in range(start, end):
+        if gp_before + level_gp * (cum_m[t + 1] - cum_m[start]) - c2s * (t + 1 - start) >= target:
+            return t
+    return -1
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -111,6 +255,7 @@ def simulate_units(
     renewal_months,
     curve_survival,
     churn_per_renewal,
+    first_renewal_churn,
     alpha,
     beta,
     arpa,
@@ -126,24 +271,48 @@ def simulate_units(
     downgrade_size,
     price_increase,
     price_every,
-    weights,
+    seat_model,
+    seat_price,
+    seats_initial,
+    seat_add_rate,
+    seat_remove_rate,
+    billing_months,
+    multiplier,
+    multiplier_rising,
+    cum_multiplier,
+    cum_cash_multiplier,
+    cash_weights,
     cum_weights,
+    month_by_month,
     out_ends,
     out_revenue,
     out_paid,
+    out_retained,
     out_hist,
 ):
     """Simulate every unit; write its aggregates into row ``u`` of each output.
 
     Per-trial inputs are indexed by ``unit_trial[u]``; monthly rates are
-    already per month, ``weights[j, t]`` is the discount factor of month t.
+    already per month. ``multiplier[j, t]`` is M(t), the trial's growth and
+    price-increase factor of month t (``multiplier_rising[j]``: never falls);
+    ``cum_multiplier[j, t]`` is
+    ``sum(M[:t])`` and ``cum_cash_multiplier[j, t]`` is ``sum(M[:t] *
+    cash_weights[j, :t])``, where ``cash_weights[j, t]`` discounts month t's
+    revenue to when it is paid (the start of its billing period) and
+    ``cum_weights[j, t]`` sums the discount factors of the first t months
+    (for the monthly cost to serve). ``month_by_month`` forces the
+    month-by-month walk (tests compare the two walks).
+
     Outputs (zeroed by the caller):
     ``out_ends[u, m]`` customers active for exactly m months within the horizon;
     ``out_revenue[u, t]`` revenue of month t summed over customers;
-    ``out_paid[u, t]`` customers whose own cumulative gross profit first
-    reaches CAC in month t; ``out_hist[k, b]`` customers whose discounted
-    gross-profit LTV falls in histogram bin b, counted by thread k (the
-    caller sums the rows: integer counts, so the order does not matter).
+    ``out_paid[u, t]`` customers whose own cumulative gross profit (cash
+    basis) first reaches CAC in month t;
+    ``out_retained[u, y]`` sum over customers active in month 12(y+1) of
+    min(MRR then, MRR twelve months earlier) — gross revenue retention's
+    numerator; ``out_hist[k, b]`` customers whose discounted gross-profit LTV
+    falls in histogram bin b, counted by thread k (the caller sums the rows:
+    integer counts, so the order does not matter).
     """
     horizon = out_revenue.shape[1]
     max_renewals = (horizon + renewal_months - 1) // renewal_months
@@ -151,15 +320,30 @@ def simulate_units(
         j = unit_trial[u]
         a0, s0, gm, c2s, acq = arpa[j], arpa_sigma[j], margin[j], cost[j], cac[j]
         mu, vol = log_drift[j], volatility[j]
-        growth = math.exp(mu)
         up_p, up_x = upsell_p[j], 1.0 + upsell_size[j]
         dn_p, dn_x = downgrade_p[j], 1.0 - downgrade_size[j]
-        price_x = 1.0 + price_increase[j]
         event_p = up_p + dn_p
         up_share = up_p / event_p if event_p > 0.0 else 0.0
         log_no_event = math.log1p(-event_p) if event_p < 1.0 else -math.inf
+        add_rate, remove_rate = seat_add_rate[j], seat_remove_rate[j]
+        changes = (
+            up_share,
+            up_x,
+            dn_x,
+            log_no_event,
+            seat_model,
+            add_rate,
+            remove_rate,
+            seat_price[j],
+        )
+        # Initial seats: 1 + geometric, mean seats_initial (many small accounts, a few large).
+        log_more_seats = math.log1p(-1.0 / seats_initial[j]) if seats_initial[j] > 1.0 else 0.0
         theta = churn_per_renewal[j]
         log_keep = math.log1p(-theta) if 0.0 < theta < 1.0 else 0.0
+        m_j, cm_j, ccm_j = multiplier[j], cum_multiplier[j], cum_cash_multiplier[j]
+        per_month = month_by_month or vol > 0.0
+        # Without volatility revenue is collected as changes of level (see module doc).
+        level_change = np.zeros(horizon + 1)
         for i in range(unit_first[u], unit_first[u] + unit_count[u]):
             customer = derive(trial_keys[j], i)
             _, n = _renewals_survived(
@@ -167,6 +351,7 @@ def simulate_units(
                 model,
                 theta,
                 log_keep,
+                first_renewal_churn[j],
                 alpha[j],
                 beta[j],
                 curve_survival,
@@ -174,43 +359,219 @@ def simulate_units(
             )
             months = min((n + 1) * renewal_months, horizon)
             out_ends[u, months] += 1
-            mrr = a0
-            if s0 > 0.0:
-                _, z = next_normal(derive(customer, SIZE_STREAM))
-                mrr = a0 * math.exp(s0 * z - 0.5 * s0 * s0)
-            path = derive(customer, PATH_STREAM)
             events = derive(customer, EVENT_STREAM)
-            next_event = horizon
-            if event_p > 0.0:
-                events, next_event = _next_event(events, 0, log_no_event, horizon)
-            cum_gp = 0.0
-            paid = False
-            discounted_revenue = 0.0
-            next_price = price_every
-            for t in range(months):
-                if t > 0:
-                    if vol > 0.0:
-                        path, z = next_normal(path)
-                        mrr *= math.exp(mu + vol * z)
-                    else:
-                        mrr *= growth
-                    if t == next_event:
-                        events, x = next_uniform(events)
-                        mrr *= up_x if x < up_share else dn_x
-                        events, next_event = _next_event(events, t, log_no_event, horizon)
-                    if t == next_price:
-                        mrr *= price_x
-                        next_price += price_every
-                out_revenue[u, t] += mrr
-                discounted_revenue += mrr * weights[j, t]
-                if not paid:
-                    cum_gp += gm * mrr - c2s
-                    if cum_gp >= acq:
-                        paid = True
-                        out_paid[u, t] += 1
-            ltv = gm * discounted_revenue - c2s * cum_weights[j, months]
+            seat_stream = derive(customer, SEAT_STREAM)
+            seats, tau, next_change = 1.0, math.inf, horizon
+            if seat_model:
+                if log_more_seats < 0.0:
+                    seat_stream, v = next_uniform(seat_stream)
+                    seats += math.floor(math.log(v) / log_more_seats)
+                level = seats * seat_price[j]
+                seat_stream, tau = _next_seat_event(seat_stream, 0.0, seats, add_rate, remove_rate)
+                next_change = _change_month(tau, horizon)
+            else:
+                level = a0
+                if s0 > 0.0:
+                    _, z = next_normal(derive(customer, SIZE_STREAM))
+                    level = a0 * math.exp(s0 * z - 0.5 * s0 * s0)
+                if event_p > 0.0:
+                    events, next_change = _next_event(events, 0, log_no_event, horizon)
+            change_state = (events, seat_stream, seats, tau)
+            if per_month:
+                discounted = _walk_months(
+                    derive(customer, PATH_STREAM),
+                    changes,
+                    change_state,
+                    next_change,
+                    level,
+                    months,
+                    mu,
+                    vol,
+                    1.0 + price_increase[j],
+                    price_every,
+                    billing_months,
+                    gm,
+                    c2s,
+                    acq,
+                    cash_weights[j],
+                    out_revenue[u],
+                    out_paid[u],
+                    out_retained[u],
+                )
+            else:
+                discounted = _walk_plan_changes(
+                    changes,
+                    change_state,
+                    next_change,
+                    level,
+                    months,
+                    billing_months,
+                    gm,
+                    c2s,
+                    acq,
+                    m_j,
+                    multiplier_rising[j],
+                    cm_j,
+                    ccm_j,
+                    level_change,
+                    out_paid[u],
+                    out_retained[u],
+                )
+            ltv = gm * discounted - c2s * cum_weights[j, months]
             # Counts are integers, so one row per thread is exact and order-free.
             out_hist[get_thread_id(), _hist_bin(ltv)] += 1
+        if not per_month:
+            level = 0.0
+            for t in range(horizon):
+                level += level_change[t]
+                out_revenue[u, t] += level * m_j[t]
+
+
+@njit(inline="always", cache=True)
+def _walk_months(
+    path,
+    changes,
+    change_state,
+    next_change,
+    level,
+    months,
+    mu,
+    vol,
+    price_x,
+    price_every,
+    billing_months,
+    gm,
+    c2s,
+    acq,
+    cash_weights,
+    out_revenue,
+    out_paid,
+    out_retained,
+):
+    """One customer month by month; returns its discounted revenue (cash timing).
+
+    MRR is ``level × path_x``: the level moves at plan or seat changes, the
+    path with growth, volatility and price increases.
+    """
+    horizon = out_revenue.shape[0]
+    growth = math.exp(mu)
+    next_price = price_every
+    discounted = 0.0
+    cash = 0.0  # gross profit from revenue paid so far
+    period_revenue = 0.0
+    paid = False
+    path_x = 1.0
+    year_start_mrr = level
+    for t in range(months):
+        if t > 0:
+            if vol > 0.0:
+                path, z = next_normal(path)
+                path_x *= math.exp(mu + vol * z)
+            else:
+                path_x *= growth
+            if t == next_change:
+                level, next_change, change_state = _change_level(
+                    level, t, changes, change_state, horizon
+                )
+            if t == next_price:
+                path_x *= price_x
+                next_price += price_every
+        mrr = level * path_x
+        if t > 0 and t % YEAR == 0:
+            out_retained[t // YEAR - 1] += min(mrr, year_start_mrr)
+            year_start_mrr = mrr
+        out_revenue[t] += mrr
+        discounted += mrr * cash_weights[t]
+        if not paid:
+            # A billing period's revenue is paid at its start: check when it closes.
+            period_revenue += mrr
+            if (t + 1) % billing_months == 0 or t == months - 1:
+                cash += gm * period_revenue
+                period_revenue = 0.0
+                start = t - t % billing_months
+                if cash - c2s * (start + 1) >= acq:
+                    paid = True
+                    out_paid[start] += 1
+    return discounted
+
+
+@njit(inline="always", cache=True)
+def _walk_plan_changes(
+    changes,
+    change_state,
+    next_change,
+    level,
+    months,
+    billing_months,
+    gm,
+    c2s,
+    acq,
+    m,
+    m_rising,
+    cum_m,
+    cum_cash_m,
+    level_change,
+    out_paid,
+    out_retained,
+):
+    """One customer interval by interval of constant level; returns its discounted revenue.
+
+    Month t's MRR is ``level × m[t]`` with the level of the interval holding t;
+    the level moves at plan or seat changes (``_change_level``).
+    """
+    horizon = m.shape[0]
+    discounted = 0.0
+    cash = 0.0  # gross profit from revenue paid by the end of the previous interval
+    period_revenue = 0.0  # revenue of the open billing period (billing_months > 1)
+    paid = False
+    year_start_mrr = level
+    next_year = YEAR
+    level_change[0] += level
+    start = 0
+    while True:
+        end = min(next_change, months)  # level is constant on [start, end)
+        discounted += level * (cum_cash_m[end] - cum_cash_m[start])
+        while next_year < end:
+            mrr = level * m[next_year]
+            out_retained[next_year // YEAR - 1] += min(mrr, year_start_mrr)
+            year_start_mrr = mrr
+            next_year += YEAR
+        if not paid:
+            if billing_months == 1:
+                # Gross profit cannot fall within the interval if each month's is >= 0.
+                monotone = c2s == 0.0 or (m_rising and gm * level * m[start] >= c2s)
+                gp_before = cash - c2s * start
+                t = _first_month_reaching(
+                    gp_before, gm * level, cum_m, c2s, monotone, start, end, acq
+                )
+                if t >= 0:
+                    paid = True
+                    out_paid[t] += 1
+                cash += gm * level * (cum_m[end] - cum_m[start])
+            else:
+                # Close every billing period that ends in [start, end].
+                p = start
+                while p < end and not paid:
+                    close = min(end, (p // billing_months + 1) * billing_months)
+                    period_revenue += level * (cum_m[close] - cum_m[p])
+                    if close % billing_months == 0 or close == months:
+                        cash += gm * period_revenue
+                        period_revenue = 0.0
+                        first = (close - 1) - (close - 1) % billing_months
+                        if cash - c2s * (first + 1) >= acq:
+                            paid = True
+                            out_paid[first] += 1
+                    p = close
+        if end == months:
+            break
+        new_level, next_change, change_state = _change_level(
+            level, end, changes, change_state, horizon
+        )
+        level_change[end] += new_level - level
+        level = new_level
+        start = end
+    level_change[months] -= level
+    return discounted
 
 
 def histogram_edges():

@@ -42,15 +42,28 @@ SUMMARY_VARIABLES = (
     "lifetime_months",
 )
 SUMMARY_QUANTILES = (0.05, 0.5, 0.95)
+# Shown by summary_variables only when the result has them non-zero.
+NET_TIERS = ("ltv_net", "ltv_net_discounted")
+COST_VARIABLES = ("cost_to_serve", "cost_payment_fees", "cost_retention", "cost_onboarding")
 
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 _EXPR = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
 
 
+def summary_variables(ds: xr.Dataset) -> tuple[str, ...]:
+    """The headline measures, plus each cost that is non-zero somewhere in ``ds``
+    and, when retention spend or onboarding is, the net LTV tiers after the others."""
+    costs = tuple(c for c in COST_VARIABLES if c in ds and bool((ds[c] != 0).any()))
+    if not {"cost_retention", "cost_onboarding"} & set(costs):
+        return SUMMARY_VARIABLES + costs
+    after = SUMMARY_VARIABLES.index("ltv_discounted") + 1
+    return SUMMARY_VARIABLES[:after] + NET_TIERS + SUMMARY_VARIABLES[after:] + costs
+
+
 def summarize(
     ds: xr.Dataset,
     quantiles=SUMMARY_QUANTILES,
-    variables=SUMMARY_VARIABLES,
+    variables=None,
 ) -> xr.Dataset:
     """A tidy summary across trials: mean, sd, MC standard error and quantiles.
 
@@ -66,7 +79,12 @@ def summarize(
 
     >>> s = summarize(ds)                                      # doctest: +SKIP
     >>> s.trial_mean.sel(measure="ltv_cac", segment="all")     # doctest: +SKIP
+
+    ``variables`` defaults to :func:`summary_variables`: the costs and net
+    tiers appear when the result has costs.
     """
+    if variables is None:
+        variables = summary_variables(ds)
     q = np.asarray(quantiles, dtype=float)
     values = np.stack([_per_trial(ds, name) for name in variables])
     estimators = [_mean_estimator(ds, name) for name in variables]
@@ -156,6 +174,21 @@ def _moments(values: np.ndarray, paired: bool = False):
     return mean, sd, se, n
 
 
+def trial_standard_error(values: xr.DataArray, paired: bool = False) -> xr.DataArray:
+    """MC standard error of the mean over ``trial`` of every other coordinate of ``values``.
+
+    NaN trials are left out; with antithetic inputs (``paired``) the error
+    comes from the pairs' means (see ``_moments``).
+    """
+    others = [d for d in values.dims if d != "trial"]
+    ordered = values.transpose(*others, "trial")
+    flat = ordered.values.reshape(-1, ordered.sizes["trial"])
+    _, _, se, _ = _moments(flat[:, :, None], paired)
+    return xr.DataArray(
+        se[:, 0].reshape(ordered.shape[:-1]), {d: values[d] for d in others}, others
+    )
+
+
 def mean_standard_error(values, paired: bool = False) -> tuple[float, float]:
     """Mean of per-trial ``values`` and its MC standard error (see ``_moments``)."""
     mean, _, se, _ = _moments(np.asarray(values, dtype=float)[None, :, None], paired)
@@ -180,6 +213,38 @@ def summary_table(ds: xr.Dataset, segment: str = "all") -> list[dict]:
             row["never"] = float(m["never_pays_back"])
         rows.append(row)
     return rows
+
+
+def retention_summary(ds: xr.Dataset, segment: str = "all") -> dict:
+    """Net and gross revenue retention by cohort year, and whether LTV is bounded.
+
+    ``nrr``/``grr``: mean across trials per cohort year (years whose month 12y
+    is inside the horizon); ``unbounded_share``: share of trials whose LTV
+    over an unbounded horizon would be infinite (long-run NRR at or above
+    1 + the discount rate), where the horizon alone decides the LTV shown.
+    """
+    out = {"cohort_year": [int(y) for y in ds["cohort_year"].values]}
+    for name in ("nrr", "grr"):
+        values = ds[name].sel(segment=segment).transpose("trial", "cohort_year").values
+        finite = np.isfinite(values)  # NaN once every customer has left
+        count = finite.sum(axis=0)
+        total = np.where(finite, values, 0.0).sum(axis=0)
+        out[name] = [_number(t / c) if c else None for t, c in zip(total, count, strict=True)]
+    out["unbounded_share"] = float(ds["ltv_unbounded"].sel(segment=segment).mean())
+    return out
+
+
+def unbounded_warning(ds: xr.Dataset) -> str | None:
+    """A sentence for the user when some trials' LTV has no finite limit, else None."""
+    shares = {str(s): retention_summary(ds, str(s))["unbounded_share"] for s in ds.segment.values}
+    hit = [f"{share:.0%} of trials of {s}" for s, share in shares.items() if share > 0]
+    if not hit:
+        return None
+    return (
+        f"LTV has no finite limit in {', '.join(hit)}: revenue retention outgrows the "
+        f"discount rate (long-run NRR >= 1 + discount rate), so the LTV shown covers the "
+        f"first {ds.attrs['horizon_months']} months only and grows with the horizon"
+    )
 
 
 def to_markdown(ds: xr.Dataset, segment: str = "all") -> str:

@@ -21,7 +21,7 @@ from .config import Config, ConfigError
 from .io import ResultFileError, atomic_write
 
 MANIFEST = "run.json"
-RUN_ARRAYS = ("alive", "revenue", "paid_first", "weights", "customer_hist")
+RUN_ARRAYS = ("alive", "revenue", "paid_first", "retained", "weights", "customer_hist", "orders")
 
 
 def run_key(config: Config, blocks: list[tuple[int, int]]) -> str:

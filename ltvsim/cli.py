@@ -27,8 +27,10 @@ from .analysis import (
     band_probabilities,
     format_number,
     probability_text,
+    retention_summary,
     summary_digits,
     summary_table,
+    unbounded_warning,
 )
 from .config import ConfigError, read_toml
 from .distributions import DistributionError
@@ -203,7 +205,11 @@ def _report(ds, fmt: Format, extra: dict):
             },
             **extra,
             "segments": {
-                s: {"summary": summary_table(ds, s), "bands": band_probabilities(ds, s)}
+                s: {
+                    "summary": summary_table(ds, s),
+                    "bands": band_probabilities(ds, s),
+                    "retention": retention_summary(ds, s),
+                }
                 for s in segments
             },
         }
@@ -228,9 +234,34 @@ def _report(ds, fmt: Format, extra: dict):
     for segment in segments:
         console.print(_summary_table(ds, segment))
     console.print(_band_table(ds, segments))
+    if np.isfinite(ds["nrr"].values).any():  # MRR-based: subscription segments
+        console.print(_retention_table(ds, segments))
+    warning = unbounded_warning(ds)
+    if warning:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     where = extra.get("output")
     if where:
         console.print(f"wrote {where} in {extra['seconds']:.2f} s", highlight=False)
+
+
+def _retention_table(ds, segments: list[str]) -> Table:
+    """Mean NRR and GRR of the first cohort years (at most 5 columns)."""
+    table = Table(
+        title="revenue retention by cohort year (mean across trials)", title_justify="left"
+    )
+    table.add_column("segment")
+    table.add_column("measure")
+    years = [int(y) for y in ds["cohort_year"].values[:5]]
+    for y in years:
+        table.add_column(f"year {y}", justify="right")
+    for segment in segments:
+        r = retention_summary(ds, segment)
+        for name in ("nrr", "grr"):
+            cells = [
+                "—" if v is None else f"{format_number(v * 100, 1)}%" for v in r[name][: len(years)]
+            ]
+            table.add_row(segment, name.upper(), *cells)
+    return table
 
 
 def _plain(value):
@@ -354,7 +385,34 @@ def worksheet_tables(sheet) -> list[Table]:
             digits = 2 if "cac" in name else (1 if "months" in name else 0)
             sim.add_row(name, *(f"{values[k]:,.{digits}f}" for k in ("mean", "p5", "p95")))
     sim.add_row("P(LTV:CAC < 3)", f"{sheet.simulated['p_ltv_cac_below_3']:.1%}", "", "")
-    return [steps, bridge, sim]
+    tables = [steps, bridge, sim]
+    if sheet.averaging is not None:
+        tables.append(_averaging_table(sheet.averaging, c))
+    return tables
+
+
+def _averaging_table(gap, currency: str) -> Table:
+    """The naive average of the segments beside the correct blend."""
+    averaged = ", ".join(f"{k} = {v:,.6g}" for k, v in gap.averaged.items()) or "none"
+    table = Table(
+        title="averaging the segments (the seeds' mistake) vs simulating them separately "
+        f"(money in {currency})",
+        title_justify="left",
+        caption=f"averaged inputs: {averaged}",
+        caption_justify="left",
+    )
+    for column in ("measure", "segments blended", "averaged inputs", "difference", "± MC se"):
+        table.add_column(column, justify="left" if column == "measure" else "right")
+    for row in gap.rows:
+        pattern = (
+            "{:.1%}"
+            if row["measure"].startswith("P(")
+            else ("{:,.2f}" if "LTV:CAC" in row["measure"] else "{:,.0f}")
+        )
+        cells = [pattern.format(row[k]) for k in ("blend", "naive", "difference")]
+        cells[2] = ("+" if row["difference"] > 0 else "") + cells[2]
+        table.add_row(row["measure"], *cells, pattern.format(row["difference_se"]))
+    return table
 
 
 ScenarioOption = Annotated[
@@ -546,7 +604,7 @@ def sensitivity(
         ds = simulate(config, trials=trials, customers=customers, seed=seed, threads=threads)
         tornado = run_sensitivity(
             config,
-            levers=default_levers(swing),
+            levers=default_levers(swing, config),
             trials=trials,
             customers=customers,
             seed=seed,
@@ -771,17 +829,18 @@ def report(
 
         ds = open_result(result)
         config = load_config(json.loads(ds.attrs["config"]))
-        sheet = make_worksheet(
-            config,
-            trials=min(worksheet_trials, int(ds.attrs["trials"])),
-            customers=min(1000, int(ds.attrs["customers_per_segment"])),
-        )
-        page = charts.report_html(
-            ds,
-            extra_sections=[
+        sections = []
+        # the worksheet is the subscription formula; order-driven models have none
+        if all(s["business.model"] == "subscription" for s in config.segments):
+            sheet = make_worksheet(
+                config,
+                trials=min(worksheet_trials, int(ds.attrs["trials"])),
+                customers=min(1000, int(ds.attrs["customers_per_segment"])),
+            )
+            sections.append(
                 ("Worksheet: the formula beside the simulation", charts.worksheet_html(sheet))
-            ],
-        )
+            )
+        page = charts.report_html(ds, extra_sections=sections)
         atomic_write(output, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
     except (*USER_ERRORS, ImportError, ValueError) as exc:
         raise _fail(str(exc)) from None

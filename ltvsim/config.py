@@ -113,6 +113,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ),
     },
     "revenue": {
+        "mrr_model": Key(
+            "choice",
+            "per_account",
+            "",
+            "per_account: MRR from arpa_monthly and plan changes; seats: seat count x price "
+            "per seat, the count a random process ([seats])",
+            choices=("per_account", "seats"),
+        ),
         "arpa_monthly": Key(
             "float",
             1000.0,
@@ -131,11 +139,96 @@ SCHEMA: dict[str, dict[str, Key]] = {
             uncertain=True,
         ),
         "gross_margin": Key("float", 0.8, "1", "gross margin on revenue", 0.0, 1.0, uncertain=True),
+        "billing_months": Key(
+            "int",
+            1,
+            "months",
+            "months of revenue paid at once, in advance (12: annual billing); "
+            "must divide churn.renewal_months",
+            1,
+            120,
+        ),
         "cost_to_serve_monthly": Key(
             "float",
             0.0,
             "currency per month",
             "cost per active customer beyond COGS",
+            0.0,
+            uncertain=True,
+        ),
+    },
+    "seats": {
+        "initial": Key(
+            "float",
+            10.0,
+            "seats",
+            "mean seats of a new account (1 + geometric across accounts)",
+            1.0,
+            1e6,
+            uncertain=True,
+        ),
+        "price_monthly": Key(
+            "float",
+            100.0,
+            "currency per seat per month",
+            "list price of a seat (grows with expansion.price_increase)",
+            0.0,
+            uncertain=True,
+        ),
+        "added_per_seat_monthly": Key(
+            "float",
+            0.0,
+            "seats per seat per month",
+            "rate at which each seat brings a new one",
+            0.0,
+            10.0,
+            uncertain=True,
+        ),
+        "removed_per_seat_monthly": Key(
+            "float",
+            0.0,
+            "1/month",
+            "rate at which each seat but the account's first is removed",
+            0.0,
+            10.0,
+            uncertain=True,
+        ),
+    },
+    "costs": {
+        "onboarding": Key(
+            "float",
+            0.0,
+            "currency per customer",
+            "one-off cost of onboarding a new customer, at acquisition (time 0, not "
+            "discounted, like CAC); in net LTV and payback, not in gross-profit LTV",
+            0.0,
+            uncertain=True,
+        ),
+        "retention_monthly": Key(
+            "float",
+            0.0,
+            "currency per month",
+            "retention spend (customer success, marketing) per active customer; "
+            "in net LTV and payback, not in gross-profit LTV",
+            0.0,
+            uncertain=True,
+        ),
+        "payment_fee": Key(
+            "float",
+            0.0,
+            "1",
+            "payment-processing fee as a fraction of revenue (e.g. 0.029); a cost of "
+            "revenue, in gross-profit LTV (gross_margin is taken to exclude it)",
+            0.0,
+            1.0,
+            high_open=True,
+            uncertain=True,
+        ),
+        "payment_fee_fixed": Key(
+            "float",
+            0.0,
+            "currency per payment",
+            "fixed payment-processing fee per monthly payment; in gross-profit LTV",
             0.0,
             uncertain=True,
         ),
@@ -179,6 +272,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ),
         "renewal_months": Key(
             "int", 1, "months", "months between renewals; churn happens only at renewals", 1, 120
+        ),
+        "first_renewal_churn": _rate(
+            "extra share of customers leaving at the first renewal (onboarding failures), "
+            "on top of the churn model",
+            "1 per first renewal",
+            0.0,
         ),
     },
     "expansion": {
@@ -243,13 +342,244 @@ SCHEMA: dict[str, dict[str, Key]] = {
             choices=("start", "middle", "end", "continuous"),
         ),
     },
+    "mix": {
+        "concentration": Key(
+            "float",
+            None,
+            "1",
+            "segment shares uncertain: Dirichlet(concentration × share) around the "
+            "configured shares, drawn per trial (share sd sqrt(s(1-s)/(concentration+1))); "
+            "unset: fixed shares",
+            1.0,
+        ),
+    },
+    "business": {
+        "model": Key(
+            "choice",
+            "subscription",
+            "",
+            "how customers pay: recurring MRR with churn (subscription); orders at random "
+            "while alive, dropping out unobserved (repeat_purchase: e-commerce, retail); a "
+            "first deal and follow-on deals (deals: one-time sales, B2B)",
+            choices=("subscription", "repeat_purchase", "deals"),
+        ),
+    },
+    # Repeat purchase: a buy-till-you-die process (Fader, Hardie & Lee, "Counting
+    # your customers the easy way", Marketing Science 24(2), 2005; Schmittlein,
+    # Morrison & Colombo, Management Science 33(1), 1987). Defaults are the
+    # published CDNOW estimates, converted from weeks to months (1 month =
+    # 365.25 / 7 / 12 weeks; alpha and beta are times, so they divide by it).
+    "purchase": {
+        "process": Key(
+            "choice",
+            "bgnbd",
+            "",
+            "buy-till-you-die process: BG/NBD (drops out after a purchase) or Pareto/NBD "
+            "(drops out at an exponential time)",
+            choices=("bgnbd", "pareto_nbd"),
+        ),
+        "r": Key(
+            "float",
+            0.243,
+            "1",
+            "purchase rate across customers ~ Gamma(shape r, rate alpha_months): "
+            "mean r / alpha_months purchases per month",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "alpha_months": Key(
+            "float",
+            1.0151,
+            "months",
+            "rate parameter (a time) of the gamma distribution of purchase rates",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "a": Key(
+            "float",
+            0.793,
+            "1",
+            "bgnbd: dropout probability after each repeat purchase ~ Beta(a, b)",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "b": Key(
+            "float",
+            2.426,
+            "1",
+            "bgnbd: dropout probability after each repeat purchase ~ Beta(a, b)",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "s": Key(
+            "float",
+            0.606,
+            "1",
+            "pareto_nbd: dropout rate across customers ~ Gamma(shape s, rate beta_months)",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "beta_months": Key(
+            "float",
+            2.6836,
+            "months",
+            "pareto_nbd: rate parameter (a time) of the gamma distribution of dropout rates",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "cost_per_order": Key(
+            "float",
+            0.0,
+            "currency per order",
+            "cost of each order beyond COGS (picking, shipping, payment)",
+            0.0,
+            uncertain=True,
+        ),
+        "marketing_monthly": Key(
+            "float",
+            0.0,
+            "currency per month",
+            "retention marketing per customer for every month it is alive (not dropped out)",
+            0.0,
+            uncertain=True,
+        ),
+    },
+    # Spend per order: the gamma-gamma model (Fader, Hardie & Lee, "RFM and CLV:
+    # using iso-value curves for customer base analysis", JMR 42(4), 2005);
+    # defaults are its CDNOW estimates (US dollars).
+    "spend": {
+        "p": Key(
+            "float",
+            6.25,
+            "1",
+            "gamma-gamma: order value ~ Gamma(shape p, rate nu); "
+            "p sets the spread of one customer's orders (cv 1/sqrt(p))",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "q": Key(
+            "float",
+            3.74,
+            "1",
+            "gamma-gamma: nu ~ Gamma(shape q, rate gamma) across customers; "
+            "q sets how much customers' mean order values differ",
+            1.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "gamma": Key(
+            "float",
+            None,
+            "currency",
+            "gamma-gamma: rate of nu (15.44 when mean_order_value is not given); "
+            "mean order value = p gamma / (q - 1)",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "mean_order_value": Key(
+            "float",
+            None,
+            "currency per order",
+            "instead of gamma: the mean order value, gamma = mean_order_value (q - 1) / p",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+    },
+    "deals": {
+        "first_deal_value": Key(
+            "float",
+            40000.0,
+            "currency per deal",
+            "value of the first deal (mean, when value_cv > 0)",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "follow_on_value": Key(
+            "float",
+            None,
+            "currency per deal",
+            "mean value of a follow-on deal (the first deal's value when not given)",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "value_cv": Key(
+            "float",
+            0.0,
+            "1",
+            "coefficient of variation of each deal's value around its mean (gamma)",
+            0.0,
+            10.0,
+            uncertain=True,
+        ),
+        "per_year": Key(
+            "float",
+            6.0,
+            "deals per year",
+            "deal opportunities per year, evenly spaced from the first deal",
+            0.0,
+            365.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "follow_on_probability": _rate(
+            "chance that a follow-on opportunity becomes a deal", "1", 1.0
+        ),
+        "retention_years": Key(
+            "float",
+            5.0,
+            "years",
+            "how long an account keeps buying (its mean, when retention = exponential)",
+            0.0,
+            low_open=True,
+            uncertain=True,
+        ),
+        "retention": Key(
+            "choice",
+            "fixed",
+            "",
+            "fixed: every account buys for exactly retention_years; exponential: accounts "
+            "leave at a constant hazard, mean retention_years",
+            choices=("fixed", "exponential"),
+        ),
+    },
 }
+# Sections that hold one setting for the whole run: a segment cannot override them.
+RUN_SECTIONS = ("simulation", "mix")
 
 CHURN_MODEL_KEYS = {
     "constant": {"monthly_rate", "annual_rate"},
     "sbg": {"alpha", "beta"},
     "curve": {"monthly_rates"},
 }
+# Keys (whole sections or section.key) that only one business model uses; the
+# rest (acquisition, gross margin, discount) are shared by every model.
+BUSINESS_MODEL_KEYS = {
+    "subscription": {
+        "churn",
+        "expansion",
+        "seats",
+        "costs",
+        "revenue.mrr_model",
+        "revenue.arpa_monthly",
+        "revenue.arpa_cv",
+        "revenue.billing_months",
+        "revenue.cost_to_serve_monthly",
+    },
+    "repeat_purchase": {"purchase", "spend"},
+    "deals": {"deals"},
+}
+PURCHASE_PROCESS_KEYS = {"bgnbd": {"a", "b"}, "pareto_nbd": {"s", "beta_months"}}
 SEGMENT_KEYS = {"name", "share"}
 RESERVED_SEGMENT = "all"
 
@@ -284,6 +614,7 @@ class Config:
     simulation: Mapping[str, object]
     segments: tuple[Segment, ...]
     named_segments: bool  # False when the config has no [[segments]]
+    mix_concentration: float | None = None  # Dirichlet concentration of uncertain shares
 
     @property
     def trials(self) -> int:
@@ -349,7 +680,7 @@ def all_paths() -> list[str]:
     return [
         f"{section}.{key}"
         for section, keys in SCHEMA.items()
-        if section != "simulation"
+        if section not in RUN_SECTIONS
         for key in keys
     ]
 
@@ -485,7 +816,14 @@ def _validate(raw: dict) -> Config:
 
     if not isinstance(raw_segments, list):
         raise ConfigError("must be an array of tables: [[segments]]", "segments")
-    model_sections = {k: v for k, v in SCHEMA.items() if k != "simulation"}
+    mix = {k: spec.default for k, spec in SCHEMA["mix"].items()}
+    mix.update(checked.pop("mix", {}))
+    if mix["concentration"] is not None and not raw_segments:
+        raise ConfigError(
+            "an uncertain segment mix needs [[segments]] (the config has none)",
+            "mix.concentration",
+        )
+    model_sections = {k: v for k, v in SCHEMA.items() if k not in RUN_SECTIONS}
     segments = []
     if not raw_segments:
         segments.append(_resolve_segment(RESERVED_SEGMENT, 1.0, checked, {}))
@@ -519,7 +857,7 @@ def _validate(raw: dict) -> Config:
             raise ConfigError(f"segment shares must sum to 1, got {total:g} ({shares})", "segments")
     for segment in segments:
         _check_magnitude(segment, simulation)
-    return Config(raw, simulation, tuple(segments), bool(raw_segments))
+    return Config(raw, simulation, tuple(segments), bool(raw_segments), mix["concentration"])
 
 
 # Money per customer-month, summed over customers and months, must stay a float64.
@@ -539,7 +877,7 @@ def _check_magnitude(segment: Segment, simulation: Mapping) -> None:
     """Refuse amounts that would overflow float64 within the horizon, naming the cause.
 
     Bounds the log of a customer's MRR after ``horizon`` months: the largest
-    starting MRR (or cost to serve) and size spread, then every multiplicative
+    amount of money of the segment and the size spread, then every multiplicative
     source at its largest (annual growth, price increases, an upsell every
     month, the volatility walk at ``NORMAL_REACH`` standard deviations); and
     LTV:CAC at the smallest CAC.
@@ -548,13 +886,22 @@ def _check_magnitude(segment: Segment, simulation: Mapping) -> None:
     prefix = "" if segment.name == RESERVED_SEGMENT else f"segments.{segment.name}."
 
     def most(path):
-        return _extreme(segment[path], 1.0 - 2.0**-54)
+        # the largest uniform below 1 (1 - 2**-54 would round to 1.0: an infinite draw)
+        return _extreme(segment[path], 1.0 - 2.0**-53)
 
     every = segment["expansion.price_increase_every_months"]
     upsells = horizon - 1 if most("expansion.upsell_monthly_probability") > 0 else 0
+    # every amount of money (prices, costs, fees, order values): the largest sets the scale
+    money = [
+        path
+        for path, value in segment.values.items()
+        if "currency" in key_spec(path).unit
+        and isinstance(value, int | float | Distribution)
+        and not isinstance(value, bool)
+    ]
+    largest = max(money, key=most)
     sources = {
-        "revenue.arpa_monthly": math.log(max(most("revenue.arpa_monthly"), 1.0)),
-        "revenue.cost_to_serve_monthly": math.log(max(most("revenue.cost_to_serve_monthly"), 1.0)),
+        largest: math.log(max(most(largest), 1.0)),
         "revenue.arpa_cv": NORMAL_REACH * math.sqrt(math.log1p(most("revenue.arpa_cv") ** 2)),
         "expansion.annual_growth": years * math.log1p(most("expansion.annual_growth")),
         "expansion.price_increase": (horizon - 1)
@@ -588,7 +935,7 @@ def _resolve_segment(name: str, share: float, top: dict, own: dict) -> Segment:
     where = "" if name == RESERVED_SEGMENT else f"segments.{name}."
     values, streams = {}, {}
     for section, keys in SCHEMA.items():
-        if section == "simulation":
+        if section in RUN_SECTIONS:
             continue
         for key, spec in keys.items():
             path = f"{section}.{key}"
@@ -596,6 +943,7 @@ def _resolve_segment(name: str, share: float, top: dict, own: dict) -> Segment:
                 values[path], streams[path] = own[section][key], f"{name}/{path}"
             else:
                 values[path], streams[path] = top.get(section, {}).get(key, spec.default), path
+    _check_business_model(where, top, own, values, streams)
     # A segment that sets churn.model starts its churn from scratch (but keeps
     # renewal_months); one that sets either rate replaces both inherited rates.
     churn_top = dict(top.get("churn", {}))
@@ -634,6 +982,14 @@ def _resolve_segment(name: str, share: float, top: dict, own: dict) -> Segment:
             f"({upper[0]:g} + {upper[1]:g}); at most one plan change happens a month",
             f"{where}expansion",
         )
+    _check_mrr_model(values["revenue.mrr_model"], where, top, own)
+    billing, renewal = values["revenue.billing_months"], values["churn.renewal_months"]
+    if renewal % billing:
+        raise ConfigError(
+            f"must divide churn.renewal_months = {renewal} (a customer pays only for "
+            f"months it is under contract), got {billing}",
+            f"{where}revenue.billing_months",
+        )
     if "timing" in own.get("discount", {}):
         raise ConfigError(
             "discount timing is one convention for the whole run; set it in "
@@ -641,6 +997,83 @@ def _resolve_segment(name: str, share: float, top: dict, own: dict) -> Segment:
             f"{where}discount.timing",
         )
     return Segment(name, share, values, streams)
+
+
+# Keys that set MRR in the other model: an error to give them (they would be ignored).
+PER_ACCOUNT_ONLY = (
+    "revenue.arpa_monthly",
+    "revenue.arpa_cv",
+    "expansion.upsell_monthly_probability",
+    "expansion.upsell_size",
+    "expansion.downgrade_monthly_probability",
+    "expansion.downgrade_size",
+)
+
+
+def _check_mrr_model(mrr_model: str, where: str, top: dict, own: dict):
+    """Reject keys of the other MRR model (a segment that sets its own model
+    ignores the top level's keys of the other one)."""
+    sources = [own] if "mrr_model" in own.get("revenue", {}) else [top, own]
+    given = {
+        f"{section}.{key}"
+        for raw in sources
+        for section, keys in raw.items()
+        if isinstance(keys, Mapping)
+        for key in keys
+    }
+    if mrr_model == "seats":
+        clash = [path for path in PER_ACCOUNT_ONLY if path in given]
+        hint = "seats set MRR: use [seats] (seat changes replace plan changes)"
+    else:
+        clash = sorted(path for path in given if path.startswith("seats."))
+        hint = 'only used when revenue.mrr_model = "seats"'
+    if clash:
+        raise ConfigError(f"{hint}; got it with mrr_model = {mrr_model!r}", where + clash[0])
+
+
+def owner_model(path: str, business_model: str) -> str | None:
+    """The other business model config key ``path`` belongs to, or None if this one may use it."""
+    section = path.split(".")[0]
+    for other, keys in BUSINESS_MODEL_KEYS.items():
+        if other != business_model and (path in keys or section in keys):
+            return other
+    return None
+
+
+def _check_business_model(where: str, top: dict, own: dict, values: dict, streams: dict):
+    """Reject keys the segment's business model does not use; fill derived defaults."""
+    model = values["business.model"]
+    given = {f"{s}.{k}" for part in (top, own) for s, keys in part.items() for k in keys}
+    for path in sorted(given):
+        other = owner_model(path, model)
+        if other:
+            raise ConfigError(
+                f"is only used when business.model = {other!r} (model here is {model!r})",
+                f"{where}{path}",
+            )
+    process = values["purchase.process"]
+    for other, keys in PURCHASE_PROCESS_KEYS.items():
+        for key in sorted(keys):
+            if other != process and f"purchase.{key}" in given:
+                raise ConfigError(
+                    f"is only used when purchase.process = {other!r} (process here is {process!r})",
+                    f"{where}purchase.{key}",
+                )
+    # gamma or mean_order_value: a segment that sets either replaces both.
+    spend = {"gamma", "mean_order_value"}
+    spend_given = spend & set(own.get("spend", {})) or spend & set(top.get("spend", {}))
+    if spend_given == spend:
+        raise ConfigError("give gamma or mean_order_value, not both", f"{where}spend")
+    if "spend.gamma" in given and spend_given == {"mean_order_value"}:
+        values["spend.gamma"] = None
+    if "spend.mean_order_value" in given and spend_given == {"gamma"}:
+        values["spend.mean_order_value"] = None
+    if not spend_given:
+        values["spend.gamma"] = 15.44  # CDNOW (Fader, Hardie & Lee 2005)
+    if values["deals.follow_on_value"] is None:
+        # the first deal's value, drawn from the same stream: the same number
+        values["deals.follow_on_value"] = values["deals.first_deal_value"]
+        streams["deals.follow_on_value"] = streams["deals.first_deal_value"]
 
 
 def _upper(value) -> float:

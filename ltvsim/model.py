@@ -65,6 +65,7 @@ def kernel_inputs(config: Config, segment: Segment, inputs: dict) -> dict:
         churn = 1.0 - monthly_survival**renewal
     max_renewals = -(-horizon // renewal)
     survival = np.ones(max_renewals + 1)
+    rates = np.zeros(1)
     if model == "curve":
         rates = np.asarray(segment["churn.monthly_rates"], dtype=np.float64)
         hazard = rates[np.minimum(np.arange(max_renewals * renewal), len(rates) - 1)]
@@ -79,32 +80,128 @@ def kernel_inputs(config: Config, segment: Segment, inputs: dict) -> dict:
     # annual_growth is the expected (arithmetic) growth: E[exp(mu + vol Z)] = (1+g)^(1/12).
     log_drift = np.log1p(growth) / 12.0 - 0.5 * vol**2
     weights = discount_weights(inputs["discount.annual_rate"], horizon, segment["discount.timing"])
-    cum_weights = np.zeros((count, horizon + 1))
-    np.cumsum(weights, axis=1, out=cum_weights[:, 1:])
+    billing = segment["revenue.billing_months"]
+    # Month t's revenue is paid at the start of its billing period.
+    cash_weights = weights[:, billing_start(horizon, billing)]
+    price = inputs["expansion.price_increase"]
+    t = np.arange(horizon)
+    # M(t): growth and price increases common to every customer of the trial
+    # (the kernel's MRR without volatility is a customer's level times M).
+    multiplier = np.exp(
+        log_drift[:, None] * t
+        + np.log1p(price)[:, None] * (t // segment["expansion.price_increase_every_months"])
+    )
     cv = inputs["revenue.arpa_cv"]
+    # Costs (README "Costs"): payment fees are a cost of revenue, inside gross profit;
+    # retention spend and onboarding come after it. The kernel's payback and customer
+    # histogram use the contribution net of every monthly cost and recover CAC plus
+    # onboarding. With every cost 0 these are the drawn inputs, bit for bit.
+    service_cost = inputs["revenue.cost_to_serve_monthly"] + inputs["costs.payment_fee_fixed"]
+    retention = inputs["costs.retention_monthly"]
     return dict(
         model=MODEL_CODES[model],
         renewal_months=renewal,
         curve_survival=survival,
+        curve_last_rate=rates[-1],
         churn_per_renewal=churn,
+        first_renewal_churn=inputs["churn.first_renewal_churn"],
         alpha=np.ascontiguousarray(sbg_alpha),
         beta=np.ascontiguousarray(sbg_beta),
         arpa=inputs["revenue.arpa_monthly"],
         arpa_sigma=np.sqrt(np.log1p(cv**2)),
-        margin=inputs["revenue.gross_margin"],
-        cost=inputs["revenue.cost_to_serve_monthly"],
-        cac=inputs["acquisition.cac"],
+        margin=inputs["revenue.gross_margin"] - inputs["costs.payment_fee"],
+        service_cost=service_cost,
+        retention=retention,
+        onboarding=inputs["costs.onboarding"],
+        cost=service_cost + retention,
+        cac=inputs["acquisition.cac"] + inputs["costs.onboarding"],
         log_drift=log_drift,
         volatility=vol,
         upsell_p=inputs["expansion.upsell_monthly_probability"],
         upsell_size=inputs["expansion.upsell_size"],
         downgrade_p=inputs["expansion.downgrade_monthly_probability"],
         downgrade_size=inputs["expansion.downgrade_size"],
-        price_increase=inputs["expansion.price_increase"],
+        price_increase=price,
         price_every=segment["expansion.price_increase_every_months"],
+        seat_model=segment["revenue.mrr_model"] == "seats",
+        seat_price=inputs["seats.price_monthly"],
+        seats_initial=inputs["seats.initial"],
+        seat_add_rate=inputs["seats.added_per_seat_monthly"],
+        seat_remove_rate=inputs["seats.removed_per_seat_monthly"],
+        billing_months=billing,
+        multiplier=multiplier,
+        multiplier_rising=log_drift >= 0.0,
+        cum_multiplier=_cumulative(multiplier),
+        cum_cash_multiplier=_cumulative(multiplier * cash_weights),
         weights=weights,
-        cum_weights=cum_weights,
+        cash_weights=cash_weights,
+        cum_weights=_cumulative(weights),
     )
+
+
+def retention_years(horizon: int) -> int:
+    """Cohort years y whose month 12y is inside the horizon (NRR and GRR of years 1 … y)."""
+    return (horizon - 1) // _kernels.YEAR
+
+
+def long_run_nrr(args: dict) -> np.ndarray:
+    """Per trial, the cohort's yearly net revenue retention as tenure grows without limit.
+
+    The limit of E[revenue(t + 12)] / E[revenue(t)]: yearly survival of the
+    long-tenured (constant churn: ``(1-q)^(12/k)``; sBG: 1, the survivors'
+    churn tends to 0; curve: its last monthly rate, which repeats) times the yearly growth of
+    E[MRR]. LTV over an unbounded horizon is finite only if this is below
+    1 + the annual discount rate.
+    """
+    # Yearly growth of E[level] as t grows: seats e^(12 max(r, 0)) (bounded if r < 0).
+    if args["seat_model"]:
+        r = args["seat_add_rate"] - args["seat_remove_rate"]
+        level_growth = np.exp(12.0 * np.maximum(r, 0.0))
+    else:
+        level_growth = (
+            1.0
+            + args["upsell_p"] * args["upsell_size"]
+            - args["downgrade_p"] * args["downgrade_size"]
+        ) ** 12
+    step = np.exp(args["log_drift"] + 0.5 * args["volatility"] ** 2)
+    mrr_growth = (
+        level_growth * step**12 * (1.0 + args["price_increase"]) ** (12.0 / args["price_every"])
+    )
+    renewal = args["renewal_months"]
+    if args["model"] == _kernels.SBG:
+        survival = np.ones_like(step)
+    elif args["model"] == _kernels.CURVE:
+        survival = np.full_like(step, (1.0 - args["curve_last_rate"]) ** 12)
+    else:
+        survival = (1.0 - args["churn_per_renewal"]) ** (12.0 / renewal)
+    return survival * mrr_growth
+
+
+def _cumulative(values: np.ndarray) -> np.ndarray:
+    """Sums of the first t columns, t = 0 … n: shape (rows, n + 1), starting at 0."""
+    out = np.zeros((values.shape[0], values.shape[1] + 1))
+    np.cumsum(values, axis=1, out=out[:, 1:])
+    return out
+
+
+def billing_start(horizon: int, billing_months: int) -> np.ndarray:
+    """Month in which each month's revenue is paid: the start of its billing period."""
+    t = np.arange(horizon)
+    return t - t % billing_months
+
+
+def cash_by_month(revenue: np.ndarray, billing_months: int) -> np.ndarray:
+    """Revenue by the month it is paid: each billing period's sum at its first month.
+
+    Churn happens only at renewals, which billing periods divide, so a customer
+    active at the start of a billing period is active for all of it.
+    """
+    if billing_months == 1:
+        return revenue
+    starts = np.arange(0, revenue.shape[-1], billing_months)
+    cash = np.zeros_like(revenue)
+    cash[..., starts] = np.add.reduceat(revenue, starts, axis=-1)
+    return cash
 
 
 def discount_weights(annual_rate, horizon: int, timing: str) -> np.ndarray:
@@ -129,14 +226,41 @@ def discount_weights(annual_rate, horizon: int, timing: str) -> np.ndarray:
     return np.exp(log_v * t) * average
 
 
+def expected_level(args: dict, t: np.ndarray) -> np.ndarray:
+    """E[level of MRR in month t] (before growth, volatility and price increases).
+
+    Per account: ``ARPA (1 + p_up·up − p_down·down)^t``. Seats: price per seat
+    × E[seats(t)]; with add rate λ per seat and removal rate δ per seat but
+    the first, ``dE/dt = (λ − δ) E + δ``, so ``E[seats(t)] = (m + δ/r) e^(rt)
+    − δ/r``, ``r = λ − δ`` (``m + δt`` when r = 0), m the initial mean.
+    """
+    t = np.asarray(t, dtype=np.float64)[None, :]
+    if args["seat_model"]:
+        m = args["seats_initial"][:, None]
+        add, remove = args["seat_add_rate"][:, None], args["seat_remove_rate"][:, None]
+        r = add - remove
+        safe_r = np.where(r == 0.0, 1.0, r)
+        seats = np.where(
+            r == 0.0, m + remove * t, (m + remove / safe_r) * np.exp(safe_r * t) - remove / safe_r
+        )
+        return args["seat_price"][:, None] * seats
+    change = (
+        1.0 + args["upsell_p"] * args["upsell_size"] - args["downgrade_p"] * args["downgrade_size"]
+    )
+    return args["arpa"][:, None] * change[:, None] ** t
+
+
 def expected_ltv(args: dict, horizon: int) -> dict[str, np.ndarray]:
     """Exact E[LTV tiers | trial inputs] per trial, from the kernel's arrays ``args``.
 
     Churn and MRR are independent in the model, so the expected revenue of
     month t is ``S(t) × E[MRR(t)]`` with ``S`` the survival of the churn model
     (``(1-q)^n``, sBG ``B(α, β+n)/B(α, β)`` or the curve's table, n renewals
-    by month t) and ``E[MRR(t)] = ARPA × m^t × (1 + price increase)^⌊t/every⌋``,
-    ``m = exp(μ + σ²/2) (1 + p_up·up − p_down·down)``.
+    by month t, times ``1 − first_renewal_churn`` after the first) and
+    ``E[MRR(t)] = E[level(t)] × M(t) × exp(σ² t / 2)`` with ``M(t) = exp(μ t)
+    (1 + price increase)^⌊t/every⌋`` (see ``expected_level``).
+    Revenue is discounted to when it is paid (``cash_weights``), the cost to
+    serve monthly.
     """
     t = np.arange(horizon)
     renewals = t // args["renewal_months"]
@@ -148,16 +272,19 @@ def expected_ltv(args: dict, horizon: int) -> dict[str, np.ndarray]:
         survival = np.broadcast_to(args["curve_survival"][renewals], (len(args["arpa"]), horizon))
     else:
         survival = (1.0 - args["churn_per_renewal"][:, None]) ** renewals
-    step = np.exp(args["log_drift"] + 0.5 * args["volatility"] ** 2) * (
-        1.0 + args["upsell_p"] * args["upsell_size"] - args["downgrade_p"] * args["downgrade_size"]
-    )
-    multiplier = step[:, None] ** t * (1.0 + args["price_increase"][:, None]) ** (
-        t // args["price_every"]
-    )
-    revenue = args["arpa"][:, None] * multiplier * survival
-    gross_profit = args["margin"][:, None] * revenue - args["cost"][:, None] * survival
+    survival = survival * np.where(renewals >= 1, 1.0 - args["first_renewal_churn"][:, None], 1.0)
+    volatility_growth = np.exp(0.5 * args["volatility"][:, None] ** 2 * t)
+    revenue = expected_level(args, t) * args["multiplier"] * volatility_growth * survival
+    margin, service_cost = args["margin"][:, None], args["service_cost"][:, None]
+    gross_profit = margin * revenue - service_cost * survival
+    # Revenue is discounted to when it is paid, the monthly costs to their month.
+    discounted = margin * revenue * args["cash_weights"] - service_cost * survival * args["weights"]
+    retention = args["retention"][:, None] * survival
+    net_discounted = discounted - retention * args["weights"]
     return {
         "revenue": revenue.sum(axis=1),
         "gross_profit": gross_profit.sum(axis=1),
-        "discounted": (gross_profit * args["weights"]).sum(axis=1),
+        "discounted": discounted.sum(axis=1),
+        "net": (gross_profit - retention).sum(axis=1) - args["onboarding"],
+        "net_discounted": net_discounted.sum(axis=1) - args["onboarding"],
     }

@@ -66,6 +66,12 @@ MEASURE_NAMES = {
     "ltv_cac_discounted": "discounted LTV:CAC",
     "payback_months": "CAC payback",
     "lifetime_months": "mean lifetime within the horizon",
+    "ltv_net": "net LTV (after retention spend and onboarding)",
+    "ltv_net_discounted": "discounted net LTV",
+    "cost_to_serve": "cost to serve",
+    "cost_payment_fees": "payment-processing fees",
+    "cost_retention": "retention spend",
+    "cost_onboarding": "onboarding",
 }
 
 
@@ -229,6 +235,14 @@ def _nice_width(span: float, target_bins: int, widths: Sequence[float]) -> float
 # charts of a result
 
 
+def _has_costs_below_gross_profit(ds: xr.Dataset, segment: str) -> bool:
+    """Whether retention spend or onboarding makes net profit differ from gross profit."""
+    names = ("cost_retention", "cost_onboarding")
+    return all(n in ds for n in names) and any(
+        bool((ds[n].sel(segment=segment) != 0).any()) for n in names
+    )
+
+
 def fan_chart(ds: xr.Dataset, segment: str = "all", months: int | None = None):
     """Cumulative gross profit per acquired customer against CAC, and CAC payback.
 
@@ -241,7 +255,9 @@ def fan_chart(ds: xr.Dataset, segment: str = "all", months: int | None = None):
     payback definition, so where the median crosses CAC reads off a payback
     time. Bottom (shared x axis): histogram of ``payback_months`` across
     trials, with the share of trials that never pay back within the horizon
-    in its title.
+    in its title. With retention spend or onboarding (``[costs]``) the path is
+    cumulative net profit, which is what payback compares with CAC, starting
+    at minus the median onboarding cost.
 
     ``months`` limits the x axis to the first that many months (default: the
     whole horizon), to look closely at payback when it comes early.
@@ -257,7 +273,13 @@ def fan_chart(ds: xr.Dataset, segment: str = "all", months: int | None = None):
     money = _money_label(ds)
     x = np.arange(months + 1, dtype=float)
 
-    _draw_bands(ax, ds, "cumulative_gross_profit", segment, x, BLUE, prepend=0.0, periods=months)
+    # With retention spend or onboarding, payback is when the net profit reaches CAC:
+    # draw that path, starting from minus the (median) onboarding cost at acquisition.
+    profit, what, start = "cumulative_gross_profit", "gross profit", 0.0
+    if _has_costs_below_gross_profit(ds, segment):
+        profit, what = "cumulative_net_profit", "net profit"
+        start = -float(np.median(ds["cost_onboarding"].sel(segment=segment).values))
+    _draw_bands(ax, ds, profit, segment, x, BLUE, prepend=start, periods=months)
 
     cac = _finite(ds["cac"].sel(segment=segment).values)
     cac_median = float(np.median(cac))
@@ -281,12 +303,12 @@ def fan_chart(ds: xr.Dataset, segment: str = "all", months: int | None = None):
         zorder=11,
     )
     cac_line.set_gid("cac")
-    ax.set_ylabel(f"cumulative gross profit\n{money}")
+    ax.set_ylabel(f"cumulative {what}\n{money}")
     _money_axis(ax.yaxis)
     ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
     ax.grid(True, color="#e5e5e5", linewidth=0.8)
     ax.set_axisbelow(True)
-    ax.set_title(_title(ds, "Cumulative gross profit vs CAC", segment), loc="left")
+    ax.set_title(_title(ds, f"Cumulative {what} vs CAC", segment), loc="left")
     _side_legend(fig, ax)
 
     payback = ds["payback_months"].sel(segment=segment).values
@@ -721,7 +743,10 @@ def report_html(
         f"<h1>{_e(title)}</h1>",
         _facts_html(ds),
         "<h2>Summary across trials</h2>",
-        "<p class=note>Money is per acquired customer. LTV:CAC uses gross-profit LTV; "
+        "<p class=note>Money is per acquired customer. Gross profit is after cost to "
+        "serve and payment fees; net LTV, shown when there is retention spend or "
+        "onboarding, also subtracts those, and payback then recovers CAC from net profit. "
+        "LTV:CAC uses gross-profit LTV; "
         "revenue LTV is never to be compared with CAC. Payback statistics are over the "
         "trials that pay back within the horizon; a quantile that falls among the "
         "others reads &ldquo;never&rdquo;. &plusmn; is the Monte Carlo standard error "
@@ -788,6 +813,34 @@ def worksheet_html(sheet) -> str:
         "acquired customer. The bridge adds what the formula leaves out one step at a time; "
         "simulated steps share their random numbers, so each change carries a small paired "
         f"standard error.</p>{steps}<h3>From the formula to the simulation</h3>{bridge}"
+        + (averaging_html(sheet.averaging) if sheet.averaging is not None else "")
+    )
+
+
+def averaging_html(gap) -> str:
+    """The naive average of the segments beside the correct blend (:mod:`ltvsim.mix`)."""
+    averaged = ", ".join(f"{k} = {v:,.6g}" for k, v in gap.averaged.items()) or "none"
+
+    def cell(row, key):
+        if row["measure"].startswith("P("):
+            return f"{row[key]:+.1%}" if key == "difference" else f"{row[key]:.1%}"
+        pattern = ",.2f" if "LTV:CAC" in row["measure"] else ",.0f"
+        return format(row[key], ("+" if key == "difference" else "") + pattern)
+
+    rows = "".join(
+        f"<tr><td>{_e(r['measure'])}</td>"
+        + "".join(f"<td>{_e(cell(r, k))}</td>" for k in ("blend", "naive", "difference"))
+        + f"<td>{_e(cell(r, 'difference_se').lstrip('+'))}</td></tr>"
+        for r in gap.rows
+    )
+    return (
+        "<h3>Averaging the segments: the seeds' mistake, measured</h3>"
+        "<p class=note>One segment whose inputs are the share-weighted averages of the "
+        "segments' (a distribution by its mean; differing churn as one monthly rate), "
+        f"simulated with the same seed. Averaged inputs: {_e(averaged)}.</p>"
+        "<table><tr><th>measure</th><th>segments blended (correct)</th>"
+        "<th>averaged inputs</th><th>difference</th><th>&plusmn; MC se</th></tr>"
+        f"{rows}</table>"
     )
 
 
@@ -836,6 +889,8 @@ def _facts_html(ds: xr.Dataset) -> str:
     shares = _segment_shares(ds)
     if shares:
         facts.append(("segments (share)", ", ".join(f"{n} ({s:.0%})" for n, s in shares)))
+        if attrs.get("segment_mix"):
+            facts.append(("segment mix", attrs["segment_mix"]))
     if attrs.get("payments"):
         facts.append(("payments", attrs["payments"]))
     rows = "".join(f"<dt>{_e(k)}</dt><dd>{_e('—' if v is None else v)}</dd>" for k, v in facts)

@@ -198,3 +198,97 @@ def python_simulate_trial(rng: random.Random, config: Config, args: dict, j: int
                 paid_first[t] += 1
         ltvs.append(ltv)
     return alive, revenue, paid_first, ltvs
+
+
+# --- Order-driven business models (repeat purchase, deals) --------------------
+
+
+def purchase_reference_simulate(config, *, trials=None, customers=None, seed=None):
+    """The same Dataset as :func:`ltvsim.simulate` for the order-driven business
+    models, customer by customer in Python with numpy's generator.
+
+    The construction differs from the kernel's on purpose: the orders of a
+    Poisson process on an interval are a Poisson count placed at sorted
+    uniform times (not a chain of exponential gaps); BG/NBD dropout is a
+    geometric number of repeat orders; each customer's gross profit is a
+    per-month array whose running sum gives its payback month.
+    """
+    from .dataset import build_dataset
+
+    config = _with_overrides(config, trials=trials, customers=customers, seed=seed)
+    return build_dataset(config, purchase_reference_runs(config))
+
+
+def purchase_reference_runs(config: Config) -> list[SegmentRun]:
+    from . import _purchase_kernel as pk
+    from .purchase_model import kernel_params
+
+    runs = []
+    horizon = config.horizon_months
+    edges = _kernels.histogram_edges()
+    for index, segment in enumerate(config.segments):
+        run = _empty_run(config, segment)
+        run.inputs = draw_inputs(config, segment, 0, config.trials)
+        args = kernel_params(config, segment, run.inputs)
+        rng = np.random.default_rng(np.random.SeedSequence([config.seed, index, 6]))
+        for j in range(config.trials):
+            prm, weights = args["params"][j], args["weights"][j]
+            ltvs = []
+            for _ in range(config.customers):
+                times, values, dropout = _reference_orders(rng, args["process"], prm, horizon)
+                month = np.floor(times).astype(np.int64)
+                orders = np.bincount(month, minlength=horizon)
+                revenue = np.bincount(month, values, minlength=horizon)
+                months = horizon if dropout >= horizon else max(1, math.ceil(dropout))
+                alive = np.arange(horizon) < months
+                gross_profit = (
+                    prm[pk.MARGIN] * revenue
+                    - prm[pk.ORDER_COST] * orders
+                    - prm[pk.MARKETING] * alive
+                )
+                reached = np.flatnonzero(np.cumsum(gross_profit) >= prm[pk.CAC])
+                if reached.size:
+                    run.paid_first[j, reached[0]] += 1
+                run.alive[j] += alive
+                run.orders[j] += orders
+                run.revenue[j] += revenue
+                ltvs.append(float(gross_profit @ weights))
+            run.customer_hist += np.histogram(ltvs, edges)[0]
+        run.weights[:] = args["weights"]
+        runs.append(run)
+    return runs
+
+
+def _reference_orders(rng: np.random.Generator, process: int, prm, horizon: int):
+    """One customer's order times and values within the horizon, and its dropout time."""
+    from . import _purchase_kernel as pk
+
+    if process == pk.DEALS:
+        retention = prm[pk.RETENTION]
+        if prm[pk.EXPONENTIAL_RETENTION] > 0:
+            retention = rng.exponential(retention)
+        k = np.arange(int(np.ceil(horizon * prm[pk.DEALS_PER_YEAR] / 12.0)) + 1)
+        times = 12.0 * k / prm[pk.DEALS_PER_YEAR]
+        keep = (times < retention) & (times < horizon)
+        keep[1:] &= rng.random(len(k) - 1) < prm[pk.FOLLOW_ON_P]
+        k, times = k[keep], times[keep]
+        mean = np.where(k == 0, prm[pk.FIRST_VALUE], prm[pk.FOLLOW_ON_VALUE])
+        cv = prm[pk.VALUE_CV]
+        values = rng.gamma(1.0 / cv**2, mean * cv**2) if cv > 0 else mean
+        return times, values, retention
+
+    lam = rng.gamma(prm[pk.R], 1.0 / prm[pk.ALPHA])
+    nu = rng.gamma(prm[pk.SPEND_Q], 1.0 / prm[pk.SPEND_GAMMA])
+    if process == pk.PARETO_NBD:
+        dropout = rng.exponential(1.0 / rng.gamma(prm[pk.S], 1.0 / prm[pk.BETA]))
+        end = min(dropout, horizon)
+        repeat = np.sort(rng.uniform(0.0, end, rng.poisson(lam * end)))
+    else:
+        p = rng.beta(prm[pk.A], prm[pk.B])
+        repeat = np.sort(rng.uniform(0.0, horizon, rng.poisson(lam * horizon)))
+        last = rng.geometric(p)  # the repeat order after which the customer drops out
+        dropout = math.inf
+        if last <= len(repeat):
+            repeat, dropout = repeat[:last], repeat[last - 1]
+    times = np.concatenate([[0.0], repeat])
+    return times, rng.gamma(prm[pk.SPEND_P], 1.0 / nu, len(times)), dropout

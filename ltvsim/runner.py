@@ -116,7 +116,7 @@ def _stream_zarr(config: Config, output: Path, blocks, chunk_trials: int) -> Non
 
 
 def estimate_resources(config: Config, output=None, checkpoint: bool = False) -> dict[str, float]:
-    """Bytes of memory and disk a run needs (an upper estimate; uncompressed float64).
+    """Bytes of memory and disk a run needs, and the size of its result (uncompressed float64).
 
     The result holds, per trial and output segment (the segments, plus "all"
     when named), ``len(PATH variables) × horizon + per-trial variables``
@@ -142,7 +142,7 @@ def estimate_resources(config: Config, output=None, checkpoint: bool = False) ->
     else:
         memory = 2 * trials * per_trial_raw + result + 3 * variable
     disk = (result if output is not None else 0) + (trials * per_trial_raw if checkpoint else 0)
-    return {"memory_bytes": float(memory), "disk_bytes": float(disk)}
+    return {"memory_bytes": float(memory), "disk_bytes": float(disk), "result_bytes": float(result)}
 
 
 def available_memory() -> float:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from .analysis import SUMMARY_VARIABLES
+from .analysis import SUMMARY_VARIABLES, mean_standard_error, trial_standard_error
 from .config import Config, ConfigError, key_spec, load_config
 from .dataset import TRIAL, VARIABLES
 from .distributions import Distribution
@@ -160,11 +160,12 @@ def _stack_scenarios(names: list[str], results: list[xr.Dataset], crn: bool) -> 
     stacked = xr.concat([r[keep] for r in results], dim="scenario", join="exact")
     stacked = stacked.assign_coords(scenario=("scenario", names))
     base = stacked.isel(scenario=0)
+    paired = bool(results[0].attrs.get("antithetic_inputs", 0))  # antithetic pairs of trials
     for name in COMPARED:
         difference = stacked[name] - base[name]  # NaN where either never pays back
         n = difference.notnull().sum("trial")
         mean = difference.mean("trial")
-        se = difference.std("trial", ddof=1) / np.sqrt(n)
+        se = trial_standard_error(difference, paired)
         units = VARIABLES[name][1].format(
             money=f"{results[0].attrs['currency']} per acquired customer"
         )
@@ -178,9 +179,8 @@ def _stack_scenarios(names: list[str], results: list[xr.Dataset], crn: bool) -> 
     stacked["p_ltv_cac_at_least_3"] = good.mean("trial").assign_attrs(
         units="1", long_name="P(LTV:CAC >= 3)"
     )
-    paired = good - good.isel(scenario=0)
-    stacked["p_ltv_cac_at_least_3_difference_se"] = (
-        paired.std("trial", ddof=1) / math.sqrt(stacked.sizes["trial"])
+    stacked["p_ltv_cac_at_least_3_difference_se"] = trial_standard_error(
+        good - good.isel(scenario=0), paired
     ).assign_attrs(units="1", long_name="MC standard error of the paired change in P(LTV:CAC >= 3)")
     stacked.attrs = dict(results[0].attrs)
     stacked.attrs["common_random_numbers"] = int(crn)
@@ -210,20 +210,74 @@ class Lever:
         return f"±{self.swing * 100:g} points"
 
 
-def default_levers(swing: float = 0.10) -> list[Lever]:
-    """DOMAIN.md's levers (price, retention, margin) plus CAC, expansion and discount.
+def default_levers(swing: float = 0.10, config=None) -> list[Lever]:
+    """DOMAIN.md's levers (price, purchase frequency, retention, margin) plus CAC,
+    expansion and discount, for the business model of ``config`` (default: subscription).
 
-    Purchase frequency is not a lever of this model: a subscription bills
-    every month; its effect is that of price.
+    Purchase frequency is not a lever of a subscription: it bills every
+    month, so its effect is that of price. For repeat purchase, price is the
+    mean order value, frequency the purchase-rate shape ``r`` (the mean rate
+    is ``r / alpha_months``) and retention the dropout (BG/NBD ``a``, Pareto/NBD
+    ``s``: the mean dropout probability or rate moves with them); for deals,
+    the deal value, deals per year and retention years.
     """
+    shared = [
+        Lever("gross margin", "revenue.gross_margin", swing, True),
+        Lever("CAC", "acquisition.cac", swing, True),
+    ]
+    discount = Lever("discount rate", "discount.annual_rate", 0.02, False)
+    model = "subscription" if config is None else _business_model(_config(config))
+    if model == "repeat_purchase":
+        return [
+            Lever("order value (spend)", "spend", swing, True),
+            Lever("purchase frequency (r)", "purchase.r", swing, True),
+            Lever("dropout (retention)", "dropout", swing, True),
+            *shared,
+            discount,
+        ]
+    if model == "deals":
+        return [
+            Lever("deal value", "deal_value", swing, True),
+            Lever("purchase frequency (deals per year)", "deals.per_year", swing, True),
+            Lever("retention (years)", "deals.retention_years", swing, True),
+            *shared,
+            discount,
+        ]
     return [
         Lever("price (ARPA)", "revenue.arpa_monthly", swing, True),
         Lever("retention (churn)", "churn", swing, True),
-        Lever("gross margin", "revenue.gross_margin", swing, True),
-        Lever("CAC", "acquisition.cac", swing, True),
+        *shared,
         Lever("expansion (annual growth)", "expansion.annual_growth", 0.05, False),
-        Lever("discount rate", "discount.annual_rate", 0.02, False),
+        discount,
     ]
+
+
+def _business_model(config: Config) -> str:
+    models = {s["business.model"] for s in config.segments}
+    if len(models) > 1:
+        raise ConfigError(
+            "the default levers need one business model in every segment, got "
+            f"{', '.join(sorted(models))}",
+            "business.model",
+        )
+    return models.pop()
+
+
+def _lever_path(config: Config, path: str) -> str:
+    """The config key a lever named by concept (``"churn"``, ``"spend"`` …) moves."""
+    if path == "churn":
+        return _churn_path(config)
+    if path == "spend":  # the mean order value is proportional to either key
+        given = any(s["spend.mean_order_value"] is not None for s in config.segments)
+        return "spend.mean_order_value" if given else "spend.gamma"
+    if path == "dropout":
+        processes = {s["purchase.process"] for s in config.segments}
+        return "purchase.s" if processes == {"pareto_nbd"} else "purchase.a"
+    if path == "deal_value":  # follow-on deals carry most of the value when set apart
+        source = [config.source, *config.source.get("segments", [])]
+        given = any("follow_on_value" in part.get("deals", {}) for part in source)
+        return "deals.follow_on_value" if given else "deals.first_deal_value"
+    return path
 
 
 def sensitivity(
@@ -251,14 +305,14 @@ def sensitivity(
     if rank_by not in TORNADO_METRICS:
         raise ValueError(f"rank_by must be one of {TORNADO_METRICS}, got {rank_by!r}")
     base = _config(config)
-    levers = levers or default_levers()
+    levers = levers or default_levers(config=base)
     base_ds = base_result
     if base_ds is None:
         base_ds = _simulate(base, trials, customers, seed, threads)
     metrics = {name: [] for name in TORNADO_METRICS}
     names, labels, paths = [], [], []
     for lever in levers:
-        path = _churn_path(base) if lever.path == "churn" else lever.path
+        path = _lever_path(base, lever.path)
         rows = {name: [] for name in metrics}
         for sign in (-1, 1):
             ds = _simulate(adjust(base, path, lever.change(sign)), trials, customers, seed, threads)
@@ -440,6 +494,7 @@ def goal_seek(
         raise ConfigError(f"bounds {bounds} must lie in {spec.range_text()} with low < high", lever)
     good_is_high = GOOD_IS_HIGH.get(metric, True)
     cache: dict[float, float] = {}
+    indicators: dict[float, np.ndarray] = {}  # per trial: meets the target?
 
     def p_meets(x: float) -> float:
         if x not in cache:
@@ -447,6 +502,7 @@ def goal_seek(
             values = np.nan_to_num(ds[metric].values, nan=np.inf)
             meets = values >= target if good_is_high else values <= target
             cache[x] = float(meets.mean())
+            indicators[x] = meets
             if on_evaluation is not None:
                 on_evaluation(x, cache[x])  # e.g. progress: lever value, probability
         return cache[x]
@@ -485,6 +541,11 @@ def goal_seek(
 
     value = solve(probability)
     se_p = math.sqrt(probability * (1 - probability) / n)
+    if base.antithetic_inputs:
+        # Antithetic pairs: the error of P from the pairs at the answer (monotone
+        # outcomes: smaller than the binomial one, which stays the fallback).
+        paired_se = mean_standard_error(indicators[value].astype(float), paired=True)[1]
+        se_p = paired_se if paired_se > 0 else se_p
     ends = sorted((solve(probability - se_p), solve(probability + se_p)))
     units = spec.unit.replace("currency", base.currency)
     return GoalSeekResult(

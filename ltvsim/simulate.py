@@ -17,11 +17,11 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from . import _kernels
+from . import _kernels, _purchase_kernel, purchase_model
 from ._rng import derive, stream_key
 from .analysis import mean_standard_error
 from .config import Config, ConfigError, Segment, load_config
-from .model import draw_inputs, expected_ltv, kernel_inputs
+from .model import draw_inputs, kernel_inputs, retention_years
 
 # Customers per work unit. Fixed (not tuned to the machine) because a trial's
 # floating-point sums are added chunk by chunk: changing it changes the last bits.
@@ -42,8 +42,12 @@ class SegmentRun:
     alive: np.ndarray  # (trial, period) customers active in month t
     revenue: np.ndarray  # (trial, period)
     paid_first: np.ndarray  # (trial, period) customers first paid back in month t
+    # (trial, cohort year y) sum over customers active in month 12(y+1) of
+    # min(MRR then, MRR 12 months earlier): gross revenue retention's numerator
+    retained: np.ndarray
     weights: np.ndarray  # (trial, period) discount factor of month t
     customer_hist: np.ndarray  # (bin,) customers by discounted LTV, pooled over trials
+    orders: np.ndarray | None = None  # (trial, period) orders in month t (order-driven models)
 
 
 def simulate(
@@ -119,7 +123,7 @@ def simulate(
         step = config.with_overrides({"simulation.trials": min(ADAPTIVE_STEP, max_trials - done)})
         part = assemble(run_blocks(step, progress=progress, first_trial=done, **blocks))
         parts.append(part)
-        expected.append(expected_discounted_ltv(config, part))
+        expected.append(expected_discounted_ltv(config, part, first_trial=done))
         done += step.trials
         achieved = relative_error(np.concatenate(expected), config.antithetic_inputs)
     config = config.with_overrides({"simulation.trials": done})
@@ -132,13 +136,23 @@ def simulate(
     return ds
 
 
-def expected_discounted_ltv(config: Config, runs: list[SegmentRun]) -> np.ndarray:
-    """Per trial, the exact E[discounted LTV | inputs] blended over segments."""
-    blend = 0.0
-    for run in runs:
-        args = kernel_inputs(config, run.segment, run.inputs)
-        blend = blend + run.segment.share * expected_ltv(args, config.horizon_months)["discounted"]
-    return np.asarray(blend)
+def expected_discounted_ltv(
+    config: Config, runs: list[SegmentRun], first_trial: int = 0
+) -> np.ndarray:
+    """Per trial, the exact E[discounted LTV | inputs] blended by the trial's segment shares.
+
+    ``runs`` hold trials ``first_trial …``; the shares are drawn per trial
+    when the segment mix is uncertain.
+    """
+    from .mix import segment_shares
+
+    count = len(runs[0].alive)
+    shares = segment_shares(config, first_trial, count)
+    blend = np.zeros(count)
+    for share, run in zip(shares, runs, strict=True):
+        expected = purchase_model.segment_expected_ltv(config, run.segment, run.inputs)
+        blend += share * expected["discounted"]
+    return blend
 
 
 def relative_error(values: np.ndarray, paired: bool) -> float:
@@ -266,8 +280,10 @@ def _concatenate(parts: list[list[SegmentRun]]) -> list[SegmentRun]:
                 alive=np.concatenate([p.alive for p in pieces]),
                 revenue=np.concatenate([p.revenue for p in pieces]),
                 paid_first=np.concatenate([p.paid_first for p in pieces]),
+                retained=np.concatenate([p.retained for p in pieces]),
                 weights=np.concatenate([p.weights for p in pieces]),
                 customer_hist=sum(p.customer_hist for p in pieces),
+                orders=np.concatenate([p.orders for p in pieces]),
             )
         )
     return joined
@@ -280,11 +296,20 @@ def _with_overrides(config, **overrides) -> Config:
     return config.with_overrides(given) if given else config
 
 
-def run_segments(config: Config, *, threads=None, progress=False, block_trials=None, first_trial=0):
+def run_segments(
+    config: Config,
+    *,
+    threads=None,
+    progress=False,
+    block_trials=None,
+    first_trial=0,
+    month_by_month=False,
+):
     """Run every segment of ``config``; return a list of :class:`SegmentRun`.
 
     The trials are numbers ``first_trial … first_trial + trials - 1``: each
-    trial's random streams depend on its number only.
+    trial's random streams depend on its number only. ``month_by_month``
+    disables the kernel's per-plan-change walk (for tests).
     """
     n_trials, n_customers = config.trials, config.customers
     chunks_per_trial = math.ceil(n_customers / CHUNK_CUSTOMERS)
@@ -300,7 +325,7 @@ def run_segments(config: Config, *, threads=None, progress=False, block_trials=N
         for first in range(0, n_trials, block_trials):
             count = min(block_trials, n_trials - first)
             for run in runs:
-                _run_block(config, run, first_trial, first, count, chunks_per_trial)
+                _run_block(config, run, first_trial, first, count, chunks_per_trial, month_by_month)
                 done += count
                 report(done, total)
     return runs
@@ -314,67 +339,79 @@ def _empty_run(config: Config, segment: Segment) -> SegmentRun:
         alive=np.zeros(shape, np.int64),
         revenue=np.zeros(shape),
         paid_first=np.zeros(shape, np.int64),
+        retained=np.zeros((config.trials, retention_years(config.horizon_months))),
         weights=np.zeros(shape),
         customer_hist=np.zeros(_kernels.HIST_BINS, np.int64),
+        orders=np.zeros(shape, np.int64),
     )
 
 
-def _run_block(config: Config, run: SegmentRun, offset: int, first: int, count: int, chunks: int):
-    """Trials ``first … first+count-1`` of ``run`` (numbered from ``offset``)."""
+def _run_block(
+    config: Config,
+    run: SegmentRun,
+    offset: int,
+    first: int,
+    count: int,
+    chunks: int,
+    month_by_month: bool = False,
+):
+    """Trials ``first … first+count-1`` of ``run`` (numbered from ``offset``).
+
+    ``month_by_month`` makes the subscription kernel walk every customer month
+    by month even without volatility (the same numbers up to rounding; tests
+    compare them).
+    """
     segment = run.segment
     inputs = draw_inputs(config, segment, offset + first, count)
     for path, values in inputs.items():
         run.inputs.setdefault(path, np.empty(config.trials))[first : first + count] = values
-    args = kernel_inputs(config, segment, inputs)
     customers_key = stream_key(config.seed, "customers", segment.name)
     trial_keys = np.array(
         [derive(customers_key, offset + first + j) for j in range(count)], np.uint64
     )
-
-    n_customers, horizon = config.customers, config.horizon_months
     unit_trial = np.repeat(np.arange(count), chunks)
     unit_first = np.tile(np.arange(chunks) * CHUNK_CUSTOMERS, count)
-    unit_count = np.minimum(CHUNK_CUSTOMERS, n_customers - unit_first)
-    n_units = len(unit_trial)
+    unit_count = np.minimum(CHUNK_CUSTOMERS, config.customers - unit_first)
+    units = (unit_trial, unit_first, unit_count, trial_keys)
+    n_units, horizon = len(unit_trial), config.horizon_months
     ends = np.zeros((n_units, horizon + 1), np.int64)
     revenue = np.zeros((n_units, horizon))
     paid = np.zeros((n_units, horizon), np.int64)
     hist = np.zeros((numba.get_num_threads(), _kernels.HIST_BINS), np.int64)
-    _kernels.simulate_units(
-        unit_trial,
-        unit_first,
-        unit_count,
-        trial_keys,
-        args["model"],
-        args["renewal_months"],
-        args["curve_survival"],
-        args["churn_per_renewal"],
-        args["alpha"],
-        args["beta"],
-        args["arpa"],
-        args["arpa_sigma"],
-        args["margin"],
-        args["cost"],
-        args["cac"],
-        args["log_drift"],
-        args["volatility"],
-        args["upsell_p"],
-        args["upsell_size"],
-        args["downgrade_p"],
-        args["downgrade_size"],
-        args["price_increase"],
-        args["price_every"],
-        args["weights"],
-        args["cum_weights"],
-        ends,
-        revenue,
-        paid,
-        hist,
-    )
     # A trial's chunks are consecutive units: add them in order.
     starts = np.arange(count) * chunks
-    ends = np.add.reduceat(ends, starts, axis=0)
     rows = slice(first, first + count)
+    if purchase_model.is_order_driven(segment):
+        args = purchase_model.kernel_params(config, segment, inputs)
+        orders = np.zeros((n_units, horizon), np.int64)
+        _purchase_kernel.simulate_purchase_units(
+            *units,
+            args["process"],
+            args["params"],
+            args["weights"],
+            args["cum_weights"],
+            ends,
+            revenue,
+            orders,
+            paid,
+            hist,
+        )
+        run.orders[rows] = np.add.reduceat(orders, starts, axis=0)
+    else:
+        args = kernel_inputs(config, segment, inputs)
+        retained = np.zeros((n_units, retention_years(horizon)))
+        _kernels.simulate_units(
+            *units,
+            *(args[name] for name in _kernels.INPUT_NAMES),
+            month_by_month,
+            ends,
+            revenue,
+            paid,
+            retained,
+            hist,
+        )
+        run.retained[rows] = np.add.reduceat(retained, starts, axis=0)
+    ends = np.add.reduceat(ends, starts, axis=0)
     # alive in month t = customers active for more than t months
     run.alive[rows] = np.cumsum(ends[:, ::-1], axis=1)[:, ::-1][:, 1:]
     run.revenue[rows] = np.add.reduceat(revenue, starts, axis=0)

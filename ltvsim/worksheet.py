@@ -3,8 +3,9 @@
 The worksheet (value, margin, retention from churn, LTV, LTV:CAC and payback)
 is what an analyst computes by hand from point inputs. The bridge then adds
 what the formula leaves out one step at a time — the horizon, the churn model
-(heterogeneity, renewals), customer size and expansion, cost to serve, input
-uncertainty, discounting — simulating each step with common random numbers,
+(heterogeneity, renewals), customer size and expansion, cost to serve and
+payment fees, input uncertainty, discounting, then retention spend and
+onboarding when there are any — simulating each step with common random numbers,
 so every step's effect is measured with a small paired standard error.
 """
 
@@ -19,10 +20,12 @@ import numpy as np
 
 from . import formulas
 from .analysis import LTV_CAC_BANDS, PAYBACK_BANDS
-from .config import Config, Segment, load_config
+from .config import Config, ConfigError, Segment, load_config
 from .distributions import Distribution
+from .mix import AveragingGap, naive_average
 from .simulate import simulate
 
+PAYMENT_FEES = ("payment_fee", "payment_fee_fixed")
 EXPANSION_OFF = {
     "annual_growth": 0.0,
     "annual_volatility": 0.0,
@@ -48,6 +51,8 @@ class Worksheet:
     blended: dict  # the five steps for the share-weighted blend
     bridge: list[Step] = field(default_factory=list)
     simulated: dict = field(default_factory=dict)
+    # segments only: the simulated cost of averaging the segments' inputs
+    averaging: AveragingGap | None = None
 
 
 def point_value(value) -> float:
@@ -106,6 +111,15 @@ def _band(x: float, bands, closed_low: bool) -> str:
 def worksheet(config, *, trials=None, customers=None, seed=None, threads=None) -> Worksheet:
     """The worksheet per segment and blended, and the bridge to the simulated mean LTV."""
     config = config if isinstance(config, Config) else load_config(config)
+    for s in config.segments:
+        if s["business.model"] != "subscription":
+            where = "" if not config.named_segments else f"segments.{s.name}."
+            raise ConfigError(
+                "the worksheet is the subscription formula (ARPA x margin / churn); "
+                f"this segment is {s['business.model']!r}: use ltvsim run, and "
+                "ltvsim.formulas.one_time_ltv / ecommerce_net_ltv for its seed formula",
+                f"{where}business.model",
+            )
     per_segment = []
     for s in config.segments:
         steps = five_steps(
@@ -141,6 +155,10 @@ def worksheet(config, *, trials=None, customers=None, seed=None, threads=None) -
             "p95": float(np.quantile(values, 0.95)),
         }
     sheet.simulated["p_ltv_cac_below_3"] = float((everyone.ltv_cac < 3).mean())
+    if config.named_segments:
+        sheet.averaging = naive_average(
+            config, blended=full, trials=trials, customers=customers, seed=seed, threads=threads
+        )
     return sheet
 
 
@@ -165,10 +183,14 @@ def _bridge(config, rows, shares, trials, customers, seed, threads):
     for before, after in itertools.pairwise(steps):
         after.change = after.ltv - before.ltv
 
+    fees = any(s[f"costs.{k}"] != 0 for s in config.segments for k in PAYMENT_FEES)
     variants = [
         ("+ churn model as configured (heterogeneity, renewals)", _variant(config)),
         ("+ customer size spread and expansion", _variant(config, expansion=True)),
-        ("+ cost to serve", _variant(config, expansion=True, cost=True)),
+        (
+            "+ cost to serve" + (" and payment fees" if fees else ""),
+            _variant(config, expansion=True, cost=True),
+        ),
         ("+ input uncertainty (distributions, not means)", config),
     ]
     previous = None
@@ -182,6 +204,10 @@ def _bridge(config, rows, shares, trials, customers, seed, threads):
         previous = values
     discounted = ds.ltv_discounted.sel(segment="all").values
     steps.append(_simulated_step("+ discounting (NPV)", discounted, previous))
+    net = ds.ltv_net_discounted.sel(segment="all").values
+    if (net != discounted).any():
+        label = "- retention spend and onboarding (discounted net LTV)"
+        steps.append(_simulated_step(label, net, discounted))
     return steps, ds
 
 
@@ -208,8 +234,9 @@ def _simulated_step(label, values, previous) -> Step:
 def _variant(config: Config, *, expansion=False, cost=False) -> Config:
     """The config with point inputs (means) and only the chosen features switched on."""
     raw = copy.deepcopy(dict(config.source))
+    raw.pop("mix", None)  # the configured shares: an uncertain mix is input uncertainty
     for table in [raw, *raw.get("segments", [])]:
-        for section in ("acquisition", "revenue", "churn", "expansion", "discount"):
+        for section in ("acquisition", "revenue", "costs", "churn", "expansion", "discount"):
             body = table.get(section)
             for key, value in (body or {}).items():
                 if isinstance(value, dict):
@@ -218,6 +245,7 @@ def _variant(config: Config, *, expansion=False, cost=False) -> Config:
         if not expansion:
             revenue["arpa_cv"] = 0.0
             table["expansion"] = {**table.get("expansion", {}), **EXPANSION_OFF}
-        if not cost:
+        if not cost:  # the costs inside gross profit
             revenue["cost_to_serve_monthly"] = 0.0
+            table["costs"] = {**table.get("costs", {}), **dict.fromkeys(PAYMENT_FEES, 0.0)}
     return load_config(raw)

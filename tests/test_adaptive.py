@@ -69,3 +69,10 @@ def test_deterministic_config_stops_after_one_step():
 def test_bad_target(bad):
     with pytest.raises(ConfigError, match="target_rel_error"):
         ltvsim.simulate(SAAS, target_rel_error=bad, **SMALL)
+
+
+def test_uncertain_segment_mix_error_uses_each_trials_shares():
+    """With a Dirichlet mix the stopping error is the summary's error of the blend."""
+    ds = ltvsim.simulate("configs/segments-costs.toml", target_rel_error=0.02, customers=100)
+    s = ltvsim.summarize(ds).sel(segment="all", measure="ltv_discounted")
+    assert ds.attrs["achieved_rel_error"] == pytest.approx(float(s.mc_se / s.trial_mean))

@@ -16,7 +16,8 @@ from ltvsim.formulas import constant_churn_ltv, monthly_discount_rate
 from .conftest import BASE, assert_mc_close, merge
 
 EXACT = 1e-12
-NAN_ALLOWED = ("payback_months", "input_")
+# NaN means "never" (payback), "not used" (inputs), "not defined" (retention, no one left)
+NAN_ALLOWED = ("payback_months", "input_", "nrr", "grr", "long_run_nrr")
 
 
 def run(**sections):
@@ -102,3 +103,10 @@ def test_one_trial_with_uncertain_inputs():
     )
     assert ds.sizes["trial"] == 1
     assert np.isfinite(ds.ltv_cac_band).all()
+
+
+def test_unbounded_money_distribution_over_a_century():
+    # the magnitude check uses the largest possible draw, which must stay finite
+    arpa = {"dist": "lognormal", "mean": 1000, "sd": 3000}
+    ds = run(simulation={"horizon_months": 1200, "trials": 8}, revenue={"arpa_monthly": arpa})
+    assert np.isfinite(ds.ltv_discounted).all()

@@ -28,8 +28,9 @@ FUZZ = settings(
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-# NaN is a result's way to say "never" (payback) or "not used by this segment" (inputs).
-NAN_ALLOWED = ("payback_months", "input_")
+# NaN is a result's way to say "never" (payback), "not used by this segment" (inputs) or
+# "not defined" (revenue retention once no customer is left, or for order-driven models).
+NAN_ALLOWED = ("payback_months", "input_", "nrr", "grr", "long_run_nrr")
 
 numbers = st.one_of(
     st.integers(-3, 3),

@@ -189,3 +189,37 @@ def test_tornado_reuses_a_given_base_result():
     base = ltvsim.simulate(config, trials=40, customers=100)
     given = sensitivity(config, trials=40, customers=100, base_result=base)
     xr.testing.assert_identical(given, sensitivity(config, trials=40, customers=100))
+
+
+def test_antithetic_compare_error_is_the_paired_one():
+    """With antithetic inputs the reported SE of a scenario's change matches the spread
+    of that change over independent seeds; the independent-trials formula overstates it.
+
+    40 seeds: the sd of the mean changes has a relative error of about 1/sqrt(78) = 11%,
+    so a correct SE lands within [0.6, 1.6] of it with probability > 0.9999.
+    """
+    config = ltvsim.load_config(
+        merge(
+            BASE,
+            simulation={"trials": 40, "customers": 100, "antithetic_inputs": True},
+            churn={"monthly_rate": {"dist": "uniform", "low": 0.01, "high": 0.04}},
+            revenue={"arpa_monthly": {"dist": "uniform", "low": 800, "high": 1200}},
+        )
+    )
+    scenario = {
+        "churn -10%": {"churn.monthly_rate": {"dist": "uniform", "low": 0.009, "high": 0.036}}
+    }
+    changes, reported, independent = [], [], []
+    for seed in range(40):
+        result = compare(config, scenario, seed=seed).sel(segment="all")
+        out = result.sel(scenario="churn -10%")
+        changes.append(float(out.ltv_gross_profit_difference))
+        reported.append(float(out.ltv_gross_profit_difference_se))
+        difference = (
+            out.ltv_gross_profit.values - result.sel(scenario="base").ltv_gross_profit.values
+        )
+        independent.append(difference.std(ddof=1) / math.sqrt(difference.size))
+    empirical = float(np.std(changes, ddof=1))
+    rms = float(np.sqrt(np.mean(np.square(reported))))
+    assert 0.6 < rms / empirical < 1.6, (rms, empirical)
+    assert float(np.sqrt(np.mean(np.square(independent)))) > 2 * empirical
