@@ -12,6 +12,7 @@ import copy
 import difflib
 import json
 import math
+import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -776,6 +777,13 @@ def _check_number(path: str, spec: Key, value, integer: bool):
         raise ConfigError(f"must be a whole number, got {value!r}", path)
     if not spec.contains(value):
         raise ConfigError(f"got {value!r}; valid range is {spec.range_text()}", path)
+    if spec.low_open and spec.low == 0 and value < sys.float_info.min:
+        # subnormal floats lose precision and break the closed forms (found by fuzzing)
+        raise ConfigError(
+            f"got {value!r}, too close to 0 for floating point; must be at least "
+            f"{sys.float_info.min:g}",
+            path,
+        )
     return int(value) if integer else float(value)
 
 

@@ -110,3 +110,26 @@ def test_unbounded_money_distribution_over_a_century():
     arpa = {"dist": "lognormal", "mean": 1000, "sd": 3000}
     ds = run(simulation={"horizon_months": 1200, "trials": 8}, revenue={"arpa_monthly": arpa})
     assert np.isfinite(ds.ltv_discounted).all()
+
+
+@pytest.mark.parametrize(
+    "sections",
+    [
+        {"churn": {"model": "sbg", "alpha": 1e-320, "beta": 2.5}},  # NaN closed form
+        {"acquisition": {"cac": 5e-324}},  # LTV:CAC beyond float64
+        {"costs": {"retention_monthly": 9e306}},  # sums beyond float64
+        {
+            "expansion": {"price_increase": 10, "price_increase_every_months": 1},
+            "simulation": {"horizon_months": 1200},  # 11^1199
+        },
+    ],
+    ids=["subnormal alpha", "subnormal cac", "huge cost", "11x a month"],
+)
+def test_values_beyond_floating_point_are_config_errors(sections):
+    # found by tests/test_fuzz.py: each once produced NaN or inf instead of an error
+    raw = merge(BASE, **sections)
+    if "churn" in sections:
+        del raw["churn"]["monthly_rate"]
+    with pytest.raises(ltvsim.ConfigError) as err:
+        ltvsim.load_config(raw)
+    assert next(iter(sections)) in str(err.value)
