@@ -1195,7 +1195,16 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--no-write", action="store_true", help="print only; leave results.json and README alone"
     )
+    parser.add_argument(
+        "--soak",
+        action="store_true",
+        help="instead: the soak test (benchmarks/soak.py: 200 runs in one process, RSS growth)",
+    )
     args = parser.parse_args(argv)
+    if args.soak:
+        from soak import main as soak
+
+        return soak([])
     repeats = args.repeats if args.repeats is not None else (3 if args.quick else 5)
     if repeats < 1:
         parser.error("--repeats must be >= 1")

@@ -88,36 +88,86 @@ def run(
             "mean discounted LTV is at most this fraction of it (e.g. 0.005)"
         ),
     ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="run the blocks on the Dask cluster at this address (tcp://HOST:8786)"),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="finish an interrupted run from OUTPUT.partial")
+    ] = False,
+    block_trials: Annotated[
+        int | None, typer.Option(help="trials per block (the result is the same)")
+    ] = None,
     fmt: FormatOption = Format.table,
 ):
-    """Simulate CONFIG, print the summary and write the result (netCDF4).
+    """Simulate CONFIG, print the summary and write the result (netCDF4, or zarr for *.zarr).
+
+    Completed blocks of trials are kept in OUTPUT.partial until the result is
+    written; after an interruption, the same command with --resume finishes it.
 
     Example: ltvsim run configs/saas.toml -o saas.nc --trials 5000
 
     Example: ltvsim run configs/saas.toml --target-rel-error 0.005
+
+    Example: ltvsim run configs/saas.toml -o big.zarr --trials 200000 --scheduler tcp://head:8786
     """
+    from .config import load_config
+    from .runner import checkpoint_dir, run_to_file
     from .simulate import simulate
 
     # The netCDF writer takes a quarter of a second to import: do it while the
     # kernel (which releases the GIL) runs, not after.
     threading.Thread(target=importlib.import_module, args=("h5netcdf",), daemon=True).start()
     output = output or Path(config.stem + ".nc")
+    client = None
     try:
+        overrides = {"trials": trials, "customers": customers, "seed": seed}
+        given = {f"simulation.{k}": v for k, v in overrides.items() if v is not None}
+        settings = load_config(config).with_overrides(given)
+        if scheduler is not None:
+            from .distributed import connect
+
+            client = connect(scheduler)
         started = time.perf_counter()
-        ds = simulate(
-            config,
-            trials=trials,
-            customers=customers,
-            seed=seed,
-            threads=threads,
-            progress=sys.stderr.isatty(),
-            target_rel_error=target_rel_error,
-        )
+        if target_rel_error is not None:
+            if resume:
+                raise ConfigError("cannot be combined with --target-rel-error", "--resume")
+            ds = simulate(
+                settings,
+                threads=threads,
+                progress=sys.stderr.isatty(),
+                target_rel_error=target_rel_error,
+                block_trials=block_trials,
+                client=client,
+            )
+            write_result(ds, output)
+        else:
+            ds = run_to_file(
+                settings,
+                output,
+                resume=resume,
+                client=client,
+                block_trials=block_trials,
+                threads=threads,
+                progress=sys.stderr.isatty(),
+            )
         seconds = time.perf_counter() - started
-        write_result(ds, output)
     except USER_ERRORS as exc:
         raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        message = "interrupted; no output was written"
+        if checkpoint_dir(output).is_dir():
+            message += (
+                f". Completed blocks are kept in {checkpoint_dir(output)}: "
+                "run again with --resume to finish"
+            )
+        Console(stderr=True).print(message, highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
+    finally:
+        if client is not None:
+            client.close()
     _report(ds, fmt, extra={"output": str(output), "seconds": round(seconds, 3)})
+    ds.close()
 
 
 @app.command()

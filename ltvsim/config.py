@@ -12,6 +12,7 @@ import copy
 import difflib
 import json
 import math
+import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -830,6 +831,13 @@ def _check_number(path: str, spec: Key, value, integer: bool):
         raise ConfigError(f"must be a whole number, got {value!r}", path)
     if not spec.contains(value):
         raise ConfigError(f"got {value!r}; valid range is {spec.range_text()}", path)
+    if spec.low_open and spec.low == 0 and value < sys.float_info.min:
+        # subnormal floats lose precision and break the closed forms (found by fuzzing)
+        raise ConfigError(
+            f"got {value!r}, too close to 0 for floating point; must be at least "
+            f"{sys.float_info.min:g}",
+            path,
+        )
     return int(value) if integer else float(value)
 
 
@@ -911,6 +919,8 @@ def _validate(raw: dict) -> Config:
         if abs(total - 1.0) > 1e-9:
             shares = ", ".join(f"{s.name}={s.share:g}" for s in segments)
             raise ConfigError(f"segment shares must sum to 1, got {total:g} ({shares})", "segments")
+    for segment in segments:
+        _check_magnitude(segment, simulation)
     return Config(
         raw, simulation, tuple(segments), bool(raw_segments), mix["concentration"], tuple(groups)
     )
@@ -1016,6 +1026,77 @@ def _connected(pairs) -> list[set[str]]:
         merged = {a, b}.union(*touching)
         groups = [g for g in groups if g not in touching] + [merged]
     return groups
+
+
+# Money per customer-month, summed over customers and months, must stay a float64.
+LOG_LARGEST_SUM = math.log(1e300)
+# A standard normal draw of the kernel stays within ~10 sd in practice (53-bit uniforms).
+NORMAL_REACH = 10.0
+
+
+def _extreme(value, u: float) -> float:
+    """An input's draw at uniform ``u`` (a number is its own draw)."""
+    if isinstance(value, Distribution):
+        return float(value.ppf(u))
+    return float(value)
+
+
+def _check_magnitude(segment: Segment, simulation: Mapping) -> None:
+    """Refuse amounts that would overflow float64 within the horizon, naming the cause.
+
+    Bounds the log of a customer's MRR after ``horizon`` months: the largest
+    amount of money of the segment and the size spread, then every multiplicative
+    source at its largest (annual growth, price increases, an upsell every
+    month, the volatility walk at ``NORMAL_REACH`` standard deviations); and
+    LTV:CAC at the smallest CAC.
+    """
+    horizon, years = simulation["horizon_months"], simulation["horizon_months"] / 12.0
+    prefix = "" if segment.name == RESERVED_SEGMENT else f"segments.{segment.name}."
+
+    def most(path):
+        # the largest uniform below 1 (1 - 2**-54 would round to 1.0: an infinite draw)
+        return _extreme(segment[path], 1.0 - 2.0**-53)
+
+    every = segment["expansion.price_increase_every_months"]
+    upsells = horizon - 1 if most("expansion.upsell_monthly_probability") > 0 else 0
+    # every amount of money (prices, costs, fees, order values): the largest sets the scale
+    money = [
+        path
+        for path, value in segment.values.items()
+        if "currency" in key_spec(path).unit
+        and isinstance(value, int | float | Distribution)
+        and not isinstance(value, bool)
+    ]
+    largest = max(money, key=most)
+    sources = {
+        largest: math.log(max(most(largest), 1.0)),
+        "revenue.arpa_cv": NORMAL_REACH * math.sqrt(math.log1p(most("revenue.arpa_cv") ** 2)),
+        "expansion.annual_growth": years * math.log1p(most("expansion.annual_growth")),
+        "expansion.price_increase": (horizon - 1)
+        // every
+        * math.log1p(most("expansion.price_increase")),
+        "expansion.upsell_size": upsells * math.log1p(most("expansion.upsell_size")),
+        "expansion.annual_volatility": NORMAL_REACH
+        * most("expansion.annual_volatility")
+        * math.sqrt(years),
+    }
+    per_customer = sum(sources.values()) + math.log(horizon)
+    total = per_customer + math.log(simulation["customers"])
+    if total > LOG_LARGEST_SUM:
+        cause = max(sources, key=sources.get)
+        raise ConfigError(
+            f"amounts could grow to about 1e{total / math.log(10):.0f} within {horizon} "
+            "months, beyond floating point (1e308); lower it or shorten "
+            "simulation.horizon_months",
+            prefix + cause,
+        )
+    cac = _extreme(segment["acquisition.cac"], 2.0**-54)
+    if per_customer - math.log(cac) > LOG_LARGEST_SUM:
+        raise ConfigError(
+            f"CAC can be as small as {cac:g}: LTV:CAC would overflow floating point; "
+            "state money in a larger unit",
+            prefix + "acquisition.cac",
+        )
 
 
 def _resolve_segment(name: str, share: float, top: dict, own: dict) -> Segment:

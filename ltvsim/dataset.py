@@ -136,11 +136,21 @@ def input_variable(path: str) -> str:
 
 def build_dataset(config: Config, runs) -> xr.Dataset:
     """Turn the driver's per-segment aggregates into the result Dataset."""
+    ds = trial_dataset(config, runs)
+    return ds.assign(band_variables(config, ds, [run.customer_hist for run in runs]))
+
+
+def trial_dataset(config: Config, runs, first_trial: int = 0) -> xr.Dataset:
+    """Every per-trial variable (no bands) of trials ``first_trial …``; ``runs`` hold them.
+
+    A result written block by block is the concatenation of these along ``trial``
+    plus :func:`band_variables` of the whole.
+    """
     money = f"{config.currency} per acquired customer"
     per_segment = [_segment_values(config, run) for run in runs]
     names = [s.name for s in config.segments]
     if config.named_segments:
-        shares = segment_shares(config, 0, config.trials)
+        shares = segment_shares(config, first_trial, config.trials)
         per_segment.append(_blend(per_segment, shares))
         names.append("all")
 
@@ -163,56 +173,39 @@ def build_dataset(config: Config, runs) -> xr.Dataset:
             {"units": unit, "long_name": f"drawn {path} ({spec.doc})", "config_key": path},
         )
 
-    quantiles = np.asarray(config.quantiles)
     if config.named_segments:
         data["segment_share"] = xr.Variable(
             TRIAL,
             np.vstack([shares, np.ones(config.trials)]).T,
             {"units": "1", "long_name": "share of the trial's acquired customers in the segment"},
         )
-    shown = [*BANDED, *(input_variable(p) for p in config.uncertain_inputs())]
-    if config.mix_concentration:
-        shown.append("segment_share")
-    for name in shown:
-        var = data[name]
-        band = band_quantiles(var.values, quantiles)
-        data[f"{name}_band"] = xr.Variable(
-            ("quantile", *var.dims[1:]),
-            band,
-            {"units": var.attrs["units"], "long_name": f"quantiles across trials of {name}"},
-        )
-    hists = [run.customer_hist / run.customer_hist.sum() for run in runs]
-    if config.named_segments:
-        # customers pooled over trials: each segment weighted by its mean share
-        mean_shares = shares.mean(axis=1) if config.mix_concentration else shares[:, 0]
-        hists.append(sum(w * h for w, h in zip(mean_shares, hists, strict=True)))
-    data[CUSTOMER_LTV_BAND] = xr.Variable(
-        ("quantile", "segment"),
-        np.stack([histogram_quantiles(h, quantiles) for h in hists], axis=-1),
-        {
-            "units": money.replace("per acquired customer", "per customer"),
-            "long_name": "quantiles of individual customers' discounted gross-profit LTV "
-            "(net of retention spend, before onboarding), pooled over all trials "
-            "(histogram, 0.67% relative bin width)",
-        },
-    )
 
+    trials = np.arange(first_trial, first_trial + config.trials)
     coords = {
-        "trial": ("trial", np.arange(config.trials), {"long_name": "trial (parameter draw)"}),
+        "trial": ("trial", trials, {"long_name": "trial (parameter draw)"}),
         "period": (
             "period",
             np.arange(config.horizon_months),
             {"units": "months", "long_name": "months since acquisition (customer tenure)"},
         ),
         "segment": ("segment", np.array(names), {"long_name": "customer segment"}),
-        "quantile": ("quantile", quantiles, {"units": "1", "long_name": "band quantile"}),
+        "quantile": (
+            "quantile",
+            np.asarray(config.quantiles),
+            {"units": "1", "long_name": "band quantile"},
+        ),
         "cohort_year": (
             "cohort_year",
             np.arange(1, retention_years(config.horizon_months) + 1),
             {"units": "years", "long_name": "year since acquisition (ends at month 12y)"},
         ),
     }
-    attrs = {
+    return xr.Dataset(data, coords=coords, attrs=result_attrs(config))
+
+
+def result_attrs(config: Config) -> dict:
+    """The result's global attributes: what was run, with the config as JSON."""
+    return {
         "title": "ltvsim customer-lifetime-value simulation",
         "ltvsim_version": __version__,
         "seed": config.seed,
@@ -228,7 +221,46 @@ def build_dataset(config: Config, runs) -> xr.Dataset:
         "payments": _payments(config),
         "config": config.to_json(),
     }
-    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def band_variables(config: Config, trial_data, customer_hists) -> dict[str, xr.Variable]:
+    """Quantiles across all trials of every per-trial variable, and of customers' LTV.
+
+    ``trial_data`` maps names to per-trial variables (an in-memory Dataset or
+    a lazily opened one: each variable is loaded once, one at a time);
+    ``customer_hists`` are the segments' customer-LTV histograms, pooled over trials.
+    """
+    money = f"{config.currency} per acquired customer"
+    quantiles = np.asarray(config.quantiles)
+    data = {}
+    shown = [*BANDED, *(input_variable(p) for p in config.uncertain_inputs())]
+    if config.mix_concentration:
+        shown.append("segment_share")
+    for name in shown:
+        var = trial_data[name].variable
+        band = band_quantiles(var.values, quantiles)
+        data[f"{name}_band"] = xr.Variable(
+            ("quantile", *var.dims[1:]),
+            band,
+            {"units": var.attrs["units"], "long_name": f"quantiles across trials of {name}"},
+        )
+    hists = [h / h.sum() for h in customer_hists]
+    if config.named_segments:
+        # customers pooled over trials: each segment weighted by its mean share
+        shares = segment_shares(config, 0, config.trials)
+        mean_shares = shares.mean(axis=1) if config.mix_concentration else shares[:, 0]
+        hists.append(sum(w * h for w, h in zip(mean_shares, hists, strict=True)))
+    data[CUSTOMER_LTV_BAND] = xr.Variable(
+        ("quantile", "segment"),
+        np.stack([histogram_quantiles(h, quantiles) for h in hists], axis=-1),
+        {
+            "units": money.replace("per acquired customer", "per customer"),
+            "long_name": "quantiles of individual customers' discounted gross-profit LTV "
+            "(net of retention spend, before onboarding), pooled over all trials "
+            "(histogram, 0.67% relative bin width)",
+        },
+    )
+    return data
 
 
 def _payments(config: Config) -> str:

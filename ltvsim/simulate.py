@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numba
@@ -60,6 +61,8 @@ def simulate(
     block_trials: int | None = None,
     target_rel_error: float | None = None,
     max_trials: int = 20_000,
+    client=None,
+    checkpoint=None,
 ):
     """Simulate a config; return the result as an ``xarray.Dataset``.
 
@@ -85,6 +88,12 @@ def simulate(
         at most this fraction of the mean, or ``max_trials`` is reached. The
         stopping point depends only on the config and seed; the result is
         identical to ``simulate(config, trials=ds.attrs["trials"])``.
+    client : dask.distributed.Client, optional
+        Run the blocks of trials as tasks on this Dask cluster (see
+        :mod:`ltvsim.distributed`); the result is identical to a local run.
+    checkpoint : path, optional
+        Directory keeping every completed block (see :mod:`ltvsim.checkpoint`):
+        an interrupted run called again with the same arguments resumes there.
 
     Examples
     --------
@@ -96,9 +105,15 @@ def simulate(
     from .dataset import build_dataset
 
     config = _with_overrides(config, trials=trials, customers=customers, seed=seed)
+    blocks = {"threads": threads, "block_trials": block_trials, "client": client}
     if target_rel_error is None:
-        runs = run_segments(config, threads=threads, progress=progress, block_trials=block_trials)
-        return build_dataset(config, runs)
+        from .runner import check_resources
+
+        check_resources(config)  # refuse, before running, a result too big for memory
+        parts = run_blocks(config, progress=progress, checkpoint=checkpoint, **blocks)
+        return build_dataset(config, assemble(parts))
+    if checkpoint is not None:
+        raise ConfigError("cannot be combined with target_rel_error", "checkpoint")
     if isinstance(target_rel_error, bool) or not 0 < target_rel_error < 1:
         raise ConfigError(f"must be in (0, 1), got {target_rel_error!r}", "target_rel_error")
     if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1:
@@ -106,9 +121,7 @@ def simulate(
     parts, expected, done, achieved = [], [], 0, math.inf
     while achieved > target_rel_error and done < max_trials:
         step = config.with_overrides({"simulation.trials": min(ADAPTIVE_STEP, max_trials - done)})
-        part = run_segments(
-            step, threads=threads, progress=progress, block_trials=block_trials, first_trial=done
-        )
+        part = assemble(run_blocks(step, progress=progress, first_trial=done, **blocks))
         parts.append(part)
         expected.append(expected_discounted_ltv(config, part, first_trial=done))
         done += step.trials
@@ -155,8 +168,109 @@ def relative_error(values: np.ndarray, paired: bool) -> float:
     return se / abs(mean) if mean != 0 else math.inf
 
 
+# The blocks: one block function, one driver, one assembly, whoever runs the blocks.
+# numba's default threading layer is not safe for concurrent kernel calls from
+# several Python threads (a Dask worker with nthreads > 1): run one at a time;
+# each call already uses every numba thread.
+_KERNEL_LOCK = threading.Lock()
+
+
+def run_block(config: Config, first: int, count: int, threads=None) -> list[SegmentRun]:
+    """Trials ``first … first+count-1`` of ``config``: the unit of work of every driver.
+
+    A pure function of its arguments (every random number depends on the
+    seed and the trial number), so a block may run anywhere, twice, in any order.
+    """
+    block = config.with_overrides({"simulation.trials": count})
+    with _KERNEL_LOCK:
+        return run_segments(block, threads=threads, first_trial=first)
+
+
+def trial_blocks(config: Config, block_trials: int | None = None) -> list[tuple[int, int]]:
+    """``(first, count)`` of every block of the config's trials."""
+    if block_trials is None:
+        block_trials = default_block_trials(config)
+    elif isinstance(block_trials, bool) or not isinstance(block_trials, int) or block_trials < 1:
+        raise ConfigError(f"must be a whole number >= 1, got {block_trials!r}", "block_trials")
+    n = config.trials
+    return [(first, min(block_trials, n - first)) for first in range(0, n, block_trials)]
+
+
+def default_block_trials(config: Config) -> int:
+    """Trials per block such that a kernel call holds at most ``UNITS_PER_CALL`` units."""
+    return max(1, UNITS_PER_CALL // math.ceil(config.customers / CHUNK_CUSTOMERS))
+
+
+def run_blocks(
+    config: Config,
+    *,
+    first_trial: int = 0,
+    block_trials: int | None = None,
+    threads=None,
+    client=None,
+    checkpoint=None,
+    progress=False,
+) -> Iterator[tuple[int, list[SegmentRun]]]:
+    """Yield ``(first trial, runs)`` for every block of the config's trials, in any order.
+
+    Blocks already in ``checkpoint`` (a directory) are read back, the others
+    run here (``client=None``) or as tasks on a Dask cluster; each new block
+    is saved to the checkpoint as soon as it is done. Trials are numbered
+    from ``first_trial``.
+    """
+    blocks = [(first_trial + f, n) for f, n in trial_blocks(config, block_trials)]
+    store = None
+    if checkpoint is not None:
+        from .checkpoint import Checkpoint
+
+        store = Checkpoint(checkpoint, config, blocks)
+    total, done = config.trials * len(config.segments), 0
+    with _progress_callback(progress, total) as report:
+        saved = store.completed() if store else set()
+        for first, count in blocks:
+            if first in saved:
+                done += count * len(config.segments)
+                report(done, total)
+                yield first, store.load(first)
+        todo = [(f, n) for f, n in blocks if f not in saved]
+        if client is None:
+            results = ((f, run_block(config, f, n, threads)) for f, n in todo)
+        else:
+            from .distributed import map_blocks
+
+            results = map_blocks(client, config, todo)
+        counts = dict(blocks)
+        for first, runs in results:
+            _check_finite(runs, first)
+            if store:
+                store.save(first, runs)
+            done += counts[first] * len(config.segments)
+            report(done, total)
+            yield first, runs
+
+
+def _check_finite(runs: list[SegmentRun], first: int) -> None:
+    """A safety net behind config's magnitude check: never let inf reach a result."""
+    for run in runs:
+        if not np.isfinite(run.revenue).all():
+            raise ConfigError(
+                f"revenue overflowed floating point in segment {run.segment.name!r} "
+                f"(trials from {first}); lower the growth, price increases or upsells, "
+                "or shorten simulation.horizon_months",
+                "expansion",
+            )
+
+
+def assemble(blocks) -> list[SegmentRun]:
+    """The runs of all trials from ``(first trial, runs)`` blocks given in any order."""
+    ordered = sorted(blocks, key=lambda block: block[0])
+    return _concatenate([runs for _, runs in ordered])
+
+
 def _concatenate(parts: list[list[SegmentRun]]) -> list[SegmentRun]:
     """Join runs of consecutive trial ranges, segment by segment."""
+    if len(parts) == 1:
+        return parts[0]
     joined = []
     for pieces in zip(*parts, strict=True):
         joined.append(
@@ -197,10 +311,9 @@ def run_segments(
     trial's random streams depend on its number only. ``month_by_month``
     disables the kernel's per-plan-change walk (for tests).
     """
-    n_trials, n_customers = config.trials, config.customers
-    chunks_per_trial = math.ceil(n_customers / CHUNK_CUSTOMERS)
+    n_trials = config.trials
     if block_trials is None:
-        block_trials = max(1, UNITS_PER_CALL // chunks_per_trial)
+        block_trials = default_block_trials(config)
     elif isinstance(block_trials, bool) or not isinstance(block_trials, int) or block_trials < 1:
         raise ConfigError(f"must be a whole number >= 1, got {block_trials!r}", "block_trials")
     runs = [_empty_run(config, s) for s in config.segments]

@@ -82,3 +82,18 @@ def assert_mc_close(values, expected, *, z=Z, floor=0.0):
 @pytest.fixture(scope="session")
 def base_config():
     return BASE
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print how many cases each fuzzing test tried (its ``record_property("fuzz cases")``)."""
+    lines = [
+        f"{report.nodeid}: {value}"
+        for outcome in ("passed", "failed")
+        for report in terminalreporter.stats.get(outcome, [])
+        for name, value in getattr(report, "user_properties", [])
+        if name == "fuzz cases"
+    ]
+    if lines:
+        terminalreporter.section("fuzz cases tried")
+        for line in lines:
+            terminalreporter.line(line)
