@@ -21,6 +21,7 @@ _S27 = np.uint64(27)
 _S31 = np.uint64(31)
 _S11 = np.uint64(11)
 _INV_2_53 = 1.0 / 9007199254740992.0
+_BELOW_ONE = 1.0 - 2.0**-53  # the largest double below 1
 
 
 @njit(inline="always", cache=True)
@@ -47,8 +48,9 @@ def next_u64(state):
 def next_uniform(state):
     """Advance a SplitMix64 state; return (new state, uniform in the open interval (0, 1))."""
     state, z = next_u64(state)
-    # via int64: the top 53 bits fit, and a signed conversion is one instruction
-    return state, (np.int64(z >> _S11) + 0.5) * _INV_2_53
+    # via int64: the top 53 bits fit, and a signed conversion is one instruction.
+    # The top value, 1 - 2^-54, rounds to 1.0: clamp it to the largest double below 1.
+    return state, min((np.int64(z >> _S11) + 0.5) * _INV_2_53, _BELOW_ONE)
 
 
 @njit(cache=True)

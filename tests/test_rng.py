@@ -57,3 +57,31 @@ def test_ziggurat_normals():
 def test_gamma(shape):
     g = _rng.gammas(np.uint64(7), shape, 500_000)
     assert stats.kstest(g, stats.gamma(shape).cdf).pvalue > LEVEL
+
+
+def _unmix64(z: int) -> int:
+    """Inverse of the SplitMix64 finaliser (xor-shifts and odd multipliers invert)."""
+    mask = 2**64 - 1
+
+    def unshift(z, k):
+        out = z
+        for _ in range(64 // k + 1):
+            out = z ^ (out >> k)
+        return out & mask
+
+    z = unshift(z, 31)
+    z = (z * pow(0x94D049BB133111EB, -1, 2**64)) & mask
+    z = unshift(z, 27)
+    z = (z * pow(0xBF58476D1CE4E5B9, -1, 2**64)) & mask
+    return unshift(z, 30)
+
+
+def test_uniform_never_reaches_one_or_zero():
+    """The largest and smallest 53-bit draws stay inside the open interval (0, 1)."""
+    from ltvsim._rng import GOLDEN_GAMMA, mix64, next_uniform
+
+    for top_bits in (2**64 - 1, 0):
+        state = (_unmix64(top_bits) - int(GOLDEN_GAMMA)) % 2**64
+        assert int(mix64(np.uint64((state + int(GOLDEN_GAMMA)) % 2**64))) == top_bits
+        _, u = next_uniform(np.uint64(state))
+        assert 0.0 < u < 1.0, u
