@@ -428,8 +428,12 @@ def simulate_units(
             out_hist[get_thread_id(), _hist_bin(ltv)] += 1
         if not per_month:
             level = 0.0
+            active = unit_count[u]
             for t in range(horizon):
                 level += level_change[t]
+                active -= out_ends[u, t]  # lifetimes of exactly t months end before month t
+                if active == 0:
+                    level = 0.0  # nobody left: no rounding residue of the +/- level changes
                 out_revenue[u, t] += level * m_j[t]
 
 

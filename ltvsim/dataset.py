@@ -302,7 +302,8 @@ def _segment_values(config: Config, run) -> dict[str, np.ndarray]:
         cash = cash_by_month(revenue, billing)
         cash_gross_profit = margin * cash - service * survival
         service_cost = inputs["revenue.cost_to_serve_monthly"]
-        fee, fixed_fee = inputs["costs.payment_fee"], inputs["costs.payment_fee_fixed"]
+        fee = inputs["costs.payment_fee"]
+        fixed_fee = inputs["costs.payment_fee_fixed"] / billing  # per month: one payment per period
         retention, onboarding = args["retention"], args["onboarding"]
         expected = expected_ltv(args, config.horizon_months)
         long_run = long_run_nrr(args)

@@ -133,7 +133,9 @@ def kernel_inputs(config: Config, segment: Segment, inputs: dict) -> dict:
     # retention spend and onboarding come after it. The kernel's payback and customer
     # histogram use the contribution net of every monthly cost and recover CAC plus
     # onboarding. With every cost 0 these are the drawn inputs, bit for bit.
-    service_cost = inputs["revenue.cost_to_serve_monthly"] + inputs["costs.payment_fee_fixed"]
+    # One payment every billing period: the fixed fee per payment is fee / billing a month.
+    fixed_fee_monthly = inputs["costs.payment_fee_fixed"] / segment["revenue.billing_months"]
+    service_cost = inputs["revenue.cost_to_serve_monthly"] + fixed_fee_monthly
     retention = inputs["costs.retention_monthly"]
     return dict(
         model=MODEL_CODES[model],

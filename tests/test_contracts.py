@@ -282,3 +282,31 @@ def test_multi_year_term_billed_annually():
     # Customers leave only at months 24 and 48.
     survival = ds.survival.mean("trial").values
     assert np.all(survival[:24] == 1) and np.all(np.diff(survival[24:48]) == 0)
+
+
+def test_fixed_payment_fee_is_per_payment():
+    """Billed annually, a $10 fee per payment is charged three times in 36 months, not 36."""
+    raw = merge(ANNUAL, costs={"payment_fee_fixed": 10.0})
+    annual = ltvsim.simulate(raw).sel(segment="all")
+    monthly = ltvsim.simulate(merge(raw, revenue={"billing_months": 1})).sel(segment="all")
+    np.testing.assert_allclose(annual.cost_payment_fees, 30.0, rtol=1e-12)
+    np.testing.assert_allclose(monthly.cost_payment_fees, 360.0, rtol=1e-12)
+    np.testing.assert_allclose(annual.ltv_gross_profit, 36 * 800 - 30.0, rtol=1e-12)
+    np.testing.assert_allclose(annual.expected_ltv_gross_profit, 36 * 800 - 30.0, rtol=1e-12)
+
+
+def test_revenue_is_exactly_zero_once_everyone_has_left():
+    """The per-plan-change walk sums +/- level changes; when no customer is left the
+    revenue is exactly 0, not a rounding residue (NRR then is NaN, not noise)."""
+    raw = merge(
+        BASE,
+        simulation={"trials": 4, "customers": 5000, "horizon_months": 30},
+        revenue={"arpa_cv": 0.7},
+        churn={"model": "curve", "monthly_rates": [0.3, 0.3, 1.0]},
+        expansion={"upsell_monthly_probability": 0.2, "upsell_size": 0.137},
+    )
+    del raw["churn"]["monthly_rate"]
+    ds = ltvsim.simulate(raw).sel(segment="all")
+    assert np.all(ds.survival.values[:, 3:] == 0)
+    assert np.all(ds.revenue.values[:, 3:] == 0.0)
+    assert np.all(ds.revenue.values[:, :3] > 0)
