@@ -231,7 +231,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
             "float",
             0.0,
             "currency per payment",
-            "fixed payment-processing fee per monthly payment; in gross-profit LTV",
+            "fixed payment-processing fee per payment (one every revenue.billing_months); in "
+            "gross-profit LTV",
             0.0,
             uncertain=True,
         ),
@@ -386,7 +387,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
             0.243,
             "1",
             "purchase rate across customers ~ Gamma(shape r, rate alpha_months): "
-            "mean r / alpha_months purchases per month",
+            "mean r / alpha_months purchases per month (pareto_nbd default: 0.553)",
             0.0,
             low_open=True,
             uncertain=True,
@@ -395,7 +396,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
             "float",
             1.0151,
             "months",
-            "rate parameter (a time) of the gamma distribution of purchase rates",
+            "rate parameter (a time) of the gamma distribution of purchase rates "
+            "(pareto_nbd default: 2.4327)",
             0.0,
             low_open=True,
             uncertain=True,
@@ -1227,6 +1229,12 @@ def _check_business_model(where: str, top: dict, own: dict, values: dict, stream
                     f"is only used when purchase.process = {other!r} (process here is {process!r})",
                     f"{where}purchase.{key}",
                 )
+    if process == "pareto_nbd":
+        # The defaults of r and alpha are BG/NBD's CDNOW fit; Pareto/NBD's own CDNOW
+        # fit (Fader, Hardie & Lee 2005: r 0.553, alpha 10.578 weeks) goes with its s, beta.
+        for key, value in (("r", 0.553), ("alpha_months", 2.4327)):
+            if f"purchase.{key}" not in given:
+                values[f"purchase.{key}"] = value
     # gamma or mean_order_value: a segment that sets either replaces both.
     spend = {"gamma", "mean_order_value"}
     spend_given = spend & set(own.get("spend", {})) or spend & set(top.get("spend", {}))

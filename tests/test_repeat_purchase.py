@@ -496,3 +496,18 @@ def test_order_driven_paths_are_monotone_bounded_and_ordered(config):
             config["simulation"]["horizon_months"] * config["deals"]["per_year"] / 12
         )
         assert (ds.orders_per_customer.values <= opportunities + 1e-9).all()
+
+
+def test_pareto_nbd_defaults_are_its_own_cdnow_fit():
+    """Without r and alpha, Pareto/NBD takes its own CDNOW estimates (r 0.553, alpha
+    10.578 weeks = 2.4327 months), not BG/NBD's."""
+    config = ltvsim.load_config(
+        {"business": {"model": "repeat_purchase"}, "purchase": {"process": "pareto_nbd"}}
+    )
+    segment = config.segments[0]
+    assert segment["purchase.r"] == 0.553
+    assert segment["purchase.alpha_months"] == pytest.approx(10.578 * 12 * 7 / 365.25, abs=1e-4)
+    given = ltvsim.load_config(
+        {"business": {"model": "repeat_purchase"}, "purchase": {"process": "pareto_nbd", "r": 0.4}}
+    )
+    assert given.segments[0]["purchase.r"] == 0.4
