@@ -34,8 +34,9 @@ from .analysis import (
     unbounded_warning,
 )
 from .config import ConfigError, read_toml
+from .distributed import ClusterError
 from .distributions import DistributionError
-from .io import ResultFileError, open_result, write_result
+from .io import ResultFileError, is_zarr, open_result, write_result
 
 app = typer.Typer(
     name="ltvsim",
@@ -44,7 +45,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-USER_ERRORS = (ConfigError, DistributionError, ResultFileError, FileNotFoundError)
+USER_ERRORS = (ConfigError, DistributionError, ResultFileError, FileNotFoundError, ClusterError)
 
 
 class Format(StrEnum):
@@ -137,6 +138,7 @@ def run(
         if target_rel_error is not None:
             if resume:
                 raise ConfigError("cannot be combined with --target-rel-error", "--resume")
+            _netcdf_only(output, "--target-rel-error")
             ds = simulate(
                 settings,
                 threads=threads,
@@ -191,6 +193,12 @@ def summary(
     _report(ds, fmt, extra={"result": str(result)})
 
 
+def _netcdf_only(output: Path, what: str) -> None:
+    """Refuse a zarr output where only netCDF is written."""
+    if is_zarr(output):
+        raise ConfigError(f"{what} writes netCDF only: give an output ending in .nc", "--output")
+
+
 def _import_available(*modules: str) -> None:
     """Import each of ``modules`` whose package is installed."""
     for name in modules:
@@ -220,7 +228,7 @@ def _report(ds, fmt: Format, extra: dict):
                 s: {
                     "summary": summary_table(ds, s),
                     "bands": band_probabilities(ds, s),
-                    "retention": retention_summary(ds, s),
+                    "retention": retention_summary(ds, s) if "nrr" in ds else None,
                 }
                 for s in segments
             },
@@ -246,7 +254,7 @@ def _report(ds, fmt: Format, extra: dict):
     for segment in segments:
         console.print(_summary_table(ds, segment))
     console.print(_band_table(ds, segments))
-    if np.isfinite(ds["nrr"].values).any():  # MRR-based: subscription segments
+    if "nrr" in ds and np.isfinite(ds["nrr"].values).any():  # MRR-based: subscription segments
         console.print(_retention_table(ds, segments))
     warning = unbounded_warning(ds)
     if warning:
@@ -968,6 +976,7 @@ def forecast_command(
         raise _fail("--value-base needs --base")
     valuation = None
     try:
+        _netcdf_only(output, "forecast")
         customers = read_base(base) if base is not None else None
         acquisitions = read_plan(plan, cv=plan_cv) if plan is not None else None
         ds = forecast(config, customers, acquisitions, months, trials=trials, seed=seed)

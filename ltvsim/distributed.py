@@ -20,6 +20,10 @@ from collections.abc import Iterator
 from .config import Config, ConfigError
 
 
+class ClusterError(RuntimeError):
+    """The cluster could not finish a block (its retries exhausted, or the cluster went away)."""
+
+
 def map_blocks(client, config: Config, blocks: list[tuple[int, int]]) -> Iterator[tuple[int, list]]:
     """Run ``blocks`` (first trial, count) on ``client``; yield ``(first, runs)`` as they finish.
 
@@ -28,6 +32,7 @@ def map_blocks(client, config: Config, blocks: list[tuple[int, int]]) -> Iterato
     """
     from dask.base import tokenize
     from distributed import as_completed
+    from distributed.scheduler import KilledWorker
 
     from .simulate import run_block
 
@@ -39,7 +44,12 @@ def map_blocks(client, config: Config, blocks: list[tuple[int, int]]) -> Iterato
         future = client.submit(run_block, config, first, count, key=key, pure=True)
         futures[future] = first
     for future in as_completed(futures):
-        runs = future.result()
+        try:
+            runs = future.result()
+        except (KilledWorker, OSError) as exc:  # retries exhausted, or the cluster went away
+            raise ClusterError(
+                f"block of trials {futures[future]}.. failed on the cluster: {exc}"
+            ) from exc
         first = futures.pop(future)
         future.release()
         yield first, runs

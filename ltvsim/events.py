@@ -263,6 +263,8 @@ def read_events(source) -> tuple[list[Event], str]:
                 rows = list(enumerate(reader, start=2))
         except UnicodeDecodeError:
             raise DataError(f"{path} is not a CSV text file (not UTF-8)") from None
+        except (OSError, csv.Error) as exc:
+            raise DataError(f"cannot read {path}: {exc}") from None
         described, where = str(path), "row"
         if header is None:
             raise DataError(f"{path} is empty; expected a header {','.join(COLUMNS)}[,segment]")

@@ -181,7 +181,7 @@ def _read_csv(path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise ForecastDataError(f"file not found: {path}")
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # a spreadsheet's BOM
             rows = list(csv.reader(handle))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ForecastDataError(f"{path}: cannot read as a CSV file ({exc})") from None

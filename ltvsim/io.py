@@ -189,12 +189,19 @@ class ZarrResult:
 
         self._write(lambda: zarr.consolidate_metadata(str(self.tmp), zarr_format=2))
         old = None
-        if self.path.exists():
-            old = Path(
-                tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".old", dir=self.path.parent)
-            )
-            os.replace(self.path, old / "store")
-        os.replace(self.tmp, self.path)
+
+        def move_into_place():
+            nonlocal old
+            if self.path.exists():
+                old = Path(
+                    tempfile.mkdtemp(
+                        prefix=f".{self.path.name}.", suffix=".old", dir=self.path.parent
+                    )
+                )
+                os.replace(self.path, old / "store")
+            os.replace(self.tmp, self.path)
+
+        self._write(move_into_place)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return self.path

@@ -255,3 +255,34 @@ def test_run_each_config(config, tmp_path):
     assert (ds.attrs["trials"], ds.attrs["customers_per_segment"]) == (20, 200)
     for segment in ds.segment.values:
         assert f"segment: {segment}" in done.stdout
+
+
+def test_netcdf_only_paths_refuse_a_zarr_output(tmp_path, monkeypatch):
+    done = _invoke(
+        ["run", str(CONFIGS / "saas.toml"), "-o", "x.zarr", "--target-rel-error", "0.1"],
+        tmp_path,
+        monkeypatch,
+    )
+    assert done.exit_code == 2 and "give an output ending in .nc" in done.output
+    assert not (tmp_path / "x.zarr").exists()
+
+
+def test_summary_reads_results_written_before_revenue_retention(tmp_path, monkeypatch):
+    ds = ltvsim.simulate(CONFIGS / "saas.toml", trials=20, customers=50)
+    ltvsim.write_result(
+        ds.drop_vars(
+            [
+                "nrr",
+                "grr",
+                "nrr_band",
+                "grr_band",
+                "ltv_unbounded",
+                "ltv_unbounded_band",
+                "cohort_year",
+            ]
+        ),
+        tmp_path / "old.nc",
+    )
+    done = _invoke(["summary", "old.nc"], tmp_path, monkeypatch)
+    assert done.exit_code == 0, done.output
+    assert "ltv_gross_profit" in done.output

@@ -289,3 +289,11 @@ def test_cli_fit_user_errors_exit_2_with_one_line_and_keep_the_old_file(tmp_path
         "error: row 2, column date: '2024-13-01' is not an ISO date (YYYY-MM-DD)"
     ]
     assert out.read_text() == "previous"
+
+
+def test_unreadable_csv_is_a_data_error(tmp_path):
+    """A field over the csv module's size limit is a one-line DataError, not a traceback."""
+    path = tmp_path / "huge.csv"
+    path.write_text("customer_id,date,event,mrr\n" + "x" * 200_000 + ",2024-01-01,start,10\n")
+    with pytest.raises(DataError, match=r"cannot read .*huge.csv"):
+        read_events(path)

@@ -407,3 +407,10 @@ def test_fit_replaces_a_correlated_config_and_orders_are_refused():
     orders = {"business": {"model": "repeat_purchase"}}
     with pytest.raises(ConfigError, match=r"needs business\.model = .subscription."):
         forecast(orders, base, months=3)
+
+
+def test_read_base_accepts_a_spreadsheet_bom(tmp_path):
+    """Excel's "CSV UTF-8" starts with a byte-order mark; the header must still be found."""
+    path = tmp_path / "b.csv"
+    path.write_bytes("\ufefftenure_months,customers,mrr_per_customer\n0,5,10\n".encode())
+    assert read_base(path).customers.tolist() == [5]
