@@ -236,8 +236,14 @@ def retention_summary(ds: xr.Dataset, segment: str = "all") -> dict:
 
 def unbounded_warning(ds: xr.Dataset) -> str | None:
     """A sentence for the user when some trials' LTV has no finite limit, else None."""
-    shares = {str(s): retention_summary(ds, str(s))["unbounded_share"] for s in ds.segment.values}
-    hit = [f"{share:.0%} of trials of {s}" for s, share in shares.items() if share > 0]
+    if "ltv_unbounded" not in ds:  # a result written before ltvsim computed it
+        return None
+    shares = ds["ltv_unbounded"].mean("trial")
+    hit = [
+        f"{float(share):.0%} of trials of {s}"
+        for s, share in zip(ds.segment.values, shares.values, strict=True)
+        if share > 0
+    ]
     if not hit:
         return None
     return (

@@ -167,6 +167,8 @@ def naive_average(
     from .simulate import _with_overrides, simulate
 
     config = _with_overrides(config, trials=trials, customers=customers, seed=seed)
+    from .analysis import mean_standard_error  # not at the top: analysis -> dataset -> mix
+
     if blended is None:
         blended = simulate(config, threads=threads)
     naive_config, averaged = naive_average_config(config)
@@ -179,8 +181,8 @@ def naive_average(
         del right[net]
     for label, values in right.items():
         difference = wrong[label] - values
-        n = difference.size
-        se = float(difference.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+        se = mean_standard_error(difference, paired=config.antithetic_inputs)[1]
+        se = se if difference.size > 1 else math.nan
         gap.rows.append(
             {
                 "measure": label,

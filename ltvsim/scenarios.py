@@ -544,6 +544,7 @@ def goal_seek(
     if base.antithetic_inputs:
         # Antithetic pairs: the error of P from the pairs at the answer (monotone
         # outcomes: smaller than the binomial one, which stays the fallback).
+        p_meets(value)  # the answer may be a point Brent's nudge reached without simulating
         paired_se = mean_standard_error(indicators[value].astype(float), paired=True)[1]
         se_p = paired_se if paired_se > 0 else se_p
     ends = sorted((solve(probability - se_p), solve(probability + se_p)))
