@@ -37,7 +37,7 @@ from scipy.special import ndtri
 from ._rng import derive, stream_key, stream_uniforms
 from .config import Config, ConfigError, load_config, without_fixed_correlations
 from .dataset import band_quantiles
-from .model import cash_by_month, draw_inputs, kernel_inputs
+from .model import cash_by_month, draw_inputs, kernel_inputs, per_renewal_churn
 from .simulate import run_subscription_kernel, unit_layout
 
 __all__ = [
@@ -467,12 +467,7 @@ def value_base(
         a, b = inputs["churn.alpha"], inputs["churn.beta"]
         mean_churn = a / (a + b)
     else:  # constant churn: no heterogeneity, the two answers coincide in distribution
-        renewal = config.segments[0]["churn.renewal_months"]
-        if "churn.annual_rate" in inputs:
-            monthly_survival = (1.0 - inputs["churn.annual_rate"]) ** (1.0 / 12.0)
-        else:
-            monthly_survival = 1.0 - inputs["churn.monthly_rate"]
-        mean_churn = 1.0 - monthly_survival**renewal
+        mean_churn = per_renewal_churn(inputs, config.segments[0]["churn.renewal_months"])
     hom_groups = [
         replace(g, label="homogeneous/" + g.label, constant_churn=mean_churn) for g in groups
     ]

@@ -2,8 +2,8 @@
 
 A result is data: nothing in a result file is evaluated or unpickled. netCDF
 is read through h5py (no pickle support at all); a zarr store is refused if
-its metadata asks for object arrays or a pickle codec, the only ways a zarr
-store could make the reader run code.
+its metadata asks for a pickle codec, the only way a zarr store could make
+the reader run code.
 """
 
 from __future__ import annotations

@@ -93,13 +93,7 @@ def kernel_inputs(config: Config, segment: Segment, inputs: dict) -> dict:
     renewal = segment["churn.renewal_months"]
     model = segment["churn.model"]
     count = len(inputs["revenue.arpa_monthly"])
-    churn = np.zeros(count)
-    if model == "constant":
-        if "churn.annual_rate" in inputs:
-            monthly_survival = (1.0 - inputs["churn.annual_rate"]) ** (1.0 / 12.0)
-        else:
-            monthly_survival = 1.0 - inputs["churn.monthly_rate"]
-        churn = 1.0 - monthly_survival**renewal
+    churn = per_renewal_churn(inputs, renewal) if model == "constant" else np.zeros(count)
     max_renewals = -(-horizon // renewal)
     survival = np.ones(max_renewals + 1)
     rates = np.zeros(1)
@@ -170,12 +164,22 @@ def kernel_inputs(config: Config, segment: Segment, inputs: dict) -> dict:
         billing_months=billing,
         multiplier=multiplier,
         multiplier_rising=log_drift >= 0.0,
-        cum_multiplier=_cumulative(multiplier),
-        cum_cash_multiplier=_cumulative(multiplier * cash_weights),
+        cum_multiplier=cumulative(multiplier),
+        cum_cash_multiplier=cumulative(multiplier * cash_weights),
         weights=weights,
         cash_weights=cash_weights,
-        cum_weights=_cumulative(weights),
+        cum_weights=cumulative(weights),
     )
+
+
+def per_renewal_churn(inputs: dict, renewal_months: int) -> np.ndarray:
+    """Constant churn model: the probability of leaving at a renewal, compounding the
+    monthly (or annual) rate over the ``renewal_months`` between renewals."""
+    if "churn.annual_rate" in inputs:
+        monthly_survival = (1.0 - inputs["churn.annual_rate"]) ** (1.0 / 12.0)
+    else:
+        monthly_survival = 1.0 - inputs["churn.monthly_rate"]
+    return 1.0 - monthly_survival**renewal_months
 
 
 def retention_years(horizon: int) -> int:
@@ -216,7 +220,7 @@ def long_run_nrr(args: dict) -> np.ndarray:
     return survival * mrr_growth
 
 
-def _cumulative(values: np.ndarray) -> np.ndarray:
+def cumulative(values: np.ndarray) -> np.ndarray:
     """Sums of the first t columns, t = 0 … n: shape (rows, n + 1), starting at 0."""
     out = np.zeros((values.shape[0], values.shape[1] + 1))
     np.cumsum(values, axis=1, out=out[:, 1:])

@@ -87,10 +87,11 @@ def kernel_params(config: Config, segment: Segment, inputs: dict) -> dict:
     params[:, pk.EXPONENTIAL_RETENTION] = float(segment["deals.retention"] == "exponential")
     horizon = config.horizon_months
     weights = discount_weights(inputs["discount.annual_rate"], horizon, segment["discount.timing"])
-    cum_weights = np.zeros((count, horizon + 1))
-    np.cumsum(weights, axis=1, out=cum_weights[:, 1:])
     return dict(
-        process=process_code(segment), params=params, weights=weights, cum_weights=cum_weights
+        process=process_code(segment),
+        params=params,
+        weights=weights,
+        cum_weights=model.cumulative(weights),
     )
 
 
