@@ -169,10 +169,6 @@ def relative_error(values: np.ndarray, paired: bool) -> float:
 
 
 # The blocks: one block function, one driver, one assembly, whoever runs the blocks.
-# numba's default threading layer is not safe for concurrent kernel calls from
-# several Python threads (a Dask worker with nthreads > 1): run one at a time;
-# each call already uses every numba thread.
-_KERNEL_LOCK = threading.Lock()
 
 
 def run_block(config: Config, first: int, count: int, threads=None) -> list[SegmentRun]:
@@ -182,8 +178,7 @@ def run_block(config: Config, first: int, count: int, threads=None) -> list[Segm
     seed and the trial number), so a block may run anywhere, twice, in any order.
     """
     block = config.with_overrides({"simulation.trials": count})
-    with _KERNEL_LOCK:
-        return run_segments(block, threads=threads, first_trial=first)
+    return run_segments(block, threads=threads, first_trial=first)
 
 
 def trial_blocks(config: Config, block_trials: int | None = None) -> list[tuple[int, int]]:
@@ -311,18 +306,13 @@ def run_segments(
     trial's random streams depend on its number only. ``month_by_month``
     disables the kernel's per-plan-change walk (for tests).
     """
-    n_trials = config.trials
-    if block_trials is None:
-        block_trials = default_block_trials(config)
-    elif isinstance(block_trials, bool) or not isinstance(block_trials, int) or block_trials < 1:
-        raise ConfigError(f"must be a whole number >= 1, got {block_trials!r}", "block_trials")
+    blocks = trial_blocks(config, block_trials)
     runs = [_empty_run(config, s) for s in config.segments]
-    total = n_trials * len(runs)
+    total = config.trials * len(runs)
     callback = _progress_callback(progress, total)
     done = 0
     with _threads(threads), callback as report:
-        for first in range(0, n_trials, block_trials):
-            count = min(block_trials, n_trials - first)
+        for first, count in blocks:
             for run in runs:
                 _run_block(config, run, first_trial, first, count, month_by_month)
                 done += count
@@ -373,31 +363,8 @@ def _run_block(
     rows = slice(first, first + count)
     if purchase_model.is_order_driven(segment):
         args = purchase_model.kernel_params(config, segment, inputs)
-        n_units = len(unit_trial)
-        ends = np.zeros((n_units, horizon + 1), np.int64)
-        revenue = np.zeros((n_units, horizon))
-        paid = np.zeros((n_units, horizon), np.int64)
-        orders = np.zeros((n_units, horizon), np.int64)
-        hist = np.zeros((numba.get_num_threads(), _kernels.HIST_BINS), np.int64)
-        _purchase_kernel.simulate_purchase_units(
-            *units,
-            args["process"],
-            args["params"],
-            args["weights"],
-            args["cum_weights"],
-            ends,
-            revenue,
-            orders,
-            paid,
-            hist,
-        )
-        run.orders[rows] = np.add.reduceat(orders, starts, axis=0)
-        out = {
-            "alive": _alive(np.add.reduceat(ends, starts, axis=0)),
-            "revenue": np.add.reduceat(revenue, starts, axis=0),
-            "paid_first": np.add.reduceat(paid, starts, axis=0),
-            "customer_hist": hist.sum(axis=0),
-        }
+        out = run_purchase_kernel(args, units, starts, horizon)
+        run.orders[rows] = out["orders"]
     else:
         args = kernel_inputs(config, segment, inputs)
         out = run_subscription_kernel(args, units, starts, horizon, month_by_month)
@@ -425,36 +392,74 @@ def unit_layout(customers: np.ndarray):
     return unit_trial, unit_first, unit_count, starts
 
 
+# numba's default threading layer is not safe for concurrent kernel calls from
+# several Python threads (a Dask worker with nthreads > 1): one kernel call at a
+# time (each already uses every numba thread); the numpy work around it runs freely.
+_KERNEL_LOCK = threading.Lock()
+
+
 def run_subscription_kernel(args: dict, units, starts, horizon: int, month_by_month=False) -> dict:
     """Run the subscription kernel on ``units`` (``unit_layout`` + trial keys); per-trial sums.
 
-    Returns per trial: ``alive`` and ``revenue`` by month, ``paid_first``
-    (customers first paid back in month t), ``retained`` (GRR numerator by
-    cohort year) and ``customer_hist`` (summed over trials).
+    Returns the per-trial sums of ``_per_trial`` plus ``retained`` (GRR
+    numerator by cohort year).
     """
-    n_units = len(units[0])
-    ends = np.zeros((n_units, horizon + 1), np.int64)
-    revenue = np.zeros((n_units, horizon))
-    paid = np.zeros((n_units, horizon), np.int64)
-    retained = np.zeros((n_units, retention_years(horizon)))
-    hist = np.zeros((numba.get_num_threads(), _kernels.HIST_BINS), np.int64)
-    _kernels.simulate_units(
-        *units,
-        *(args[name] for name in _kernels.INPUT_NAMES),
-        month_by_month,
-        ends,
-        revenue,
-        paid,
-        retained,
-        hist,
-    )
-    # A trial's chunks are consecutive units: add them in order.
+    out = _unit_outputs(len(units[0]), horizon)
+    retained = np.zeros((len(units[0]), retention_years(horizon)))
+    with _KERNEL_LOCK:
+        _kernels.simulate_units(
+            *units,
+            *(args[name] for name in _kernels.INPUT_NAMES),
+            month_by_month,
+            out["ends"],
+            out["revenue"],
+            out["paid"],
+            retained,
+            out["hist"],
+        )
+    return {**_per_trial(out, starts), "retained": np.add.reduceat(retained, starts, axis=0)}
+
+
+def run_purchase_kernel(args: dict, units, starts, horizon: int) -> dict:
+    """Run the order-driven kernel on ``units``; per-trial sums plus ``orders`` by month."""
+    out = _unit_outputs(len(units[0]), horizon)
+    orders = np.zeros((len(units[0]), horizon), np.int64)
+    with _KERNEL_LOCK:
+        _purchase_kernel.simulate_purchase_units(
+            *units,
+            args["process"],
+            args["params"],
+            args["weights"],
+            args["cum_weights"],
+            out["ends"],
+            out["revenue"],
+            orders,
+            out["paid"],
+            out["hist"],
+        )
+    return {**_per_trial(out, starts), "orders": np.add.reduceat(orders, starts, axis=0)}
+
+
+def _unit_outputs(n_units: int, horizon: int) -> dict:
+    """Zeroed per-unit outputs both kernels fill (the histogram has one row per thread)."""
     return {
-        "alive": _alive(np.add.reduceat(ends, starts, axis=0)),
-        "revenue": np.add.reduceat(revenue, starts, axis=0),
-        "paid_first": np.add.reduceat(paid, starts, axis=0),
-        "retained": np.add.reduceat(retained, starts, axis=0),
-        "customer_hist": hist.sum(axis=0),
+        "ends": np.zeros((n_units, horizon + 1), np.int64),
+        "revenue": np.zeros((n_units, horizon)),
+        "paid": np.zeros((n_units, horizon), np.int64),
+        "hist": np.zeros((numba.get_num_threads(), _kernels.HIST_BINS), np.int64),
+    }
+
+
+def _per_trial(out: dict, starts) -> dict:
+    """Per-trial ``alive``, ``revenue``, ``paid_first`` and the pooled ``customer_hist``.
+
+    A trial's chunks are consecutive units: they are added in order.
+    """
+    return {
+        "alive": _alive(np.add.reduceat(out["ends"], starts, axis=0)),
+        "revenue": np.add.reduceat(out["revenue"], starts, axis=0),
+        "paid_first": np.add.reduceat(out["paid"], starts, axis=0),
+        "customer_hist": out["hist"].sum(axis=0),
     }
 
 
