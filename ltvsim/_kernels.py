@@ -31,8 +31,12 @@ common to the trial. Then the kernel works per *plan change*, not per month:
 revenue goes into a difference array of levels, discounted LTV and payback
 come from cumulative sums of ``M`` precomputed per trial (``cum_multiplier``,
 ``cum_cash_multiplier``), so a customer costs O(plan changes + years), not
-O(months). With volatility every month needs its own normal and the kernel
-walks month by month. Both walks consume the same random numbers.
+O(months). With volatility a customer's multiplier is its own, ``M(t) ×
+exp(sigma S_t)`` with ``S_t`` a sum of t normals: it is computed for the
+customer's months in a few array passes (the exponential as SIMD code) and
+the same per-plan-change walk runs on it. ``_walk_months``, one month at a
+time, is the plain form of the model that tests compare both with; it
+consumes the same random numbers.
 
 Each customer has separate sub-streams for churn, starting size, the
 volatility path and plan changes, so a scenario that changes one of them
@@ -44,6 +48,7 @@ import math
 import numpy as np
 from numba import get_thread_id, njit, prange
 
+from ._fastmath import exp
 from ._rng import derive, next_gamma, next_normal, next_uniform
 
 CONSTANT, SBG, CURVE = 0, 1, 2
@@ -347,9 +352,12 @@ def simulate_units(
         theta = churn_per_renewal[j]
         log_keep = math.log1p(-theta) if 0.0 < theta < 1.0 else 0.0
         m_j, cm_j, ccm_j = multiplier[j], cum_multiplier[j], cum_cash_multiplier[j]
-        per_month = month_by_month or vol > 0.0
-        # Without volatility revenue is collected as changes of level (see module doc).
+        # Without volatility revenue is collected as changes of level (see module doc);
+        # a volatile customer's own multiplier and its cumulative sums go in scratch arrays.
         level_change = np.zeros(horizon + 1)
+        own_m = np.empty(horizon)
+        own_cum_m = np.empty(horizon + 1)
+        own_cum_cash_m = np.empty(horizon + 1)
         for i in range(unit_first[u], unit_first[u] + unit_count[u]):
             customer = derive(trial_keys[j], i)
             _, n = _renewals_survived(
@@ -379,11 +387,11 @@ def simulate_units(
                 level = a0
                 if s0 > 0.0:
                     _, z = next_normal(derive(customer, SIZE_STREAM))
-                    level = a0 * math.exp(s0 * z - 0.5 * s0 * s0)
+                    level = a0 * exp(s0 * z - 0.5 * s0 * s0)
                 if event_p > 0.0:
                     events, next_change = _next_event(events, 0, log_no_event, horizon)
             change_state = (events, seat_stream, seats, tau)
-            if per_month:
+            if month_by_month:
                 discounted = _walk_months(
                     derive(customer, PATH_STREAM),
                     changes,
@@ -404,6 +412,37 @@ def simulate_units(
                     out_paid[u],
                     out_retained[u],
                 )
+            elif vol > 0.0:
+                _own_multiplier(
+                    derive(customer, PATH_STREAM),
+                    months,
+                    vol,
+                    m_j,
+                    cash_weights[j],
+                    own_m,
+                    own_cum_m,
+                    own_cum_cash_m,
+                )
+                discounted = _walk_plan_changes(
+                    changes,
+                    change_state,
+                    next_change,
+                    level,
+                    months,
+                    billing_months,
+                    gm,
+                    c2s,
+                    acq,
+                    own_m,
+                    False,
+                    own_cum_m,
+                    own_cum_cash_m,
+                    True,
+                    level_change,
+                    out_revenue[u],
+                    out_paid[u],
+                    out_retained[u],
+                )
             else:
                 discounted = _walk_plan_changes(
                     changes,
@@ -419,14 +458,16 @@ def simulate_units(
                     multiplier_rising[j],
                     cm_j,
                     ccm_j,
+                    False,
                     level_change,
+                    out_revenue[u],
                     out_paid[u],
                     out_retained[u],
                 )
             ltv = gm * discounted - c2s * cum_weights[j, months]
             # Counts are integers, so one row per thread is exact and order-free.
             out_hist[get_thread_id(), _hist_bin(ltv)] += 1
-        if not per_month:
+        if not month_by_month:
             level = 0.0
             active = unit_count[u]
             for t in range(horizon):
@@ -524,14 +565,18 @@ def _walk_plan_changes(
     m_rising,
     cum_m,
     cum_cash_m,
+    own_path,
     level_change,
+    out_revenue,
     out_paid,
     out_retained,
 ):
     """One customer interval by interval of constant level; returns its discounted revenue.
 
     Month t's MRR is ``level × m[t]`` with the level of the interval holding t;
-    the level moves at plan or seat changes (``_change_level``).
+    the level moves at plan or seat changes (``_change_level``). ``m`` is the
+    trial's multiplier, whose revenue the caller adds from ``level_change``
+    once per unit, or the customer's own (``own_path``), added month by month.
     """
     horizon = m.shape[0]
     discounted = 0.0
@@ -540,10 +585,15 @@ def _walk_plan_changes(
     paid = False
     year_start_mrr = level
     next_year = YEAR
-    level_change[0] += level
     start = 0
     while True:
         end = min(next_change, months)  # level is constant on [start, end)
+        if own_path:
+            for t in range(start, end):
+                out_revenue[t] += level * m[t]
+        else:
+            level_change[start] += level
+            level_change[end] -= level
         discounted += level * (cum_cash_m[end] - cum_cash_m[start])
         while next_year < end:
             mrr = level * m[next_year]
@@ -578,14 +628,36 @@ def _walk_plan_changes(
                     p = close
         if end == months:
             break
-        new_level, next_change, change_state = _change_level(
-            level, end, changes, change_state, horizon
-        )
-        level_change[end] += new_level - level
-        level = new_level
+        level, next_change, change_state = _change_level(level, end, changes, change_state, horizon)
         start = end
-    level_change[months] -= level
     return discounted
+
+
+@njit(inline="always", cache=True)
+def _own_multiplier(path, months, vol, m, cash_weights, own_m, cum_m, cum_cash_m):
+    """A volatile customer's multiplier for months ``0 … months-1`` and its cumulative sums.
+
+    ``own_m[t] = m[t] × exp(vol × S_t)``, S_t the sum of the path stream's
+    first t normals (the trial's M carries the drift). Three passes, so the
+    middle one, the exponential, runs as SIMD code.
+    """
+    s = 0.0
+    own_m[0] = 0.0
+    for t in range(1, months):
+        path, z = next_normal(path)
+        s += z
+        own_m[t] = s
+    for t in range(months):
+        own_m[t] = m[t] * exp(vol * own_m[t])
+    total = 0.0
+    cash = 0.0
+    cum_m[0] = 0.0
+    cum_cash_m[0] = 0.0
+    for t in range(months):
+        total += own_m[t]
+        cash += own_m[t] * cash_weights[t]
+        cum_m[t + 1] = total
+        cum_cash_m[t + 1] = cash
 
 
 def histogram_edges():

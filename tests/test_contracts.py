@@ -1,8 +1,9 @@
 """Term contracts: billing in advance, the first-renewal spike, revenue retention.
 
-Also the kernel's two walks (per plan change without volatility, month by
-month with it) against each other: they consume the same random numbers, so
-they agree customer by customer, up to the rounding of sums.
+Also the kernel's per-plan-change walk (on the trial's multiplier, or on a
+volatile customer's own) against its plain month-by-month walk: they consume
+the same random numbers, so they agree customer by customer, up to the
+rounding of sums.
 
 Tolerances: ``assert_mc_close`` (4 MC standard errors, see conftest);
 deterministic cases to 1e-12 relative (floating-point sums only).
@@ -63,8 +64,29 @@ NO_VOLATILITY = merge(
         {"revenue": {"cost_to_serve_monthly": 700.0}},
         {"churn": {"model": "curve", "monthly_rates": [0.2, 0.05, 0.01], "renewal_months": 1}},
         {"revenue": {"mrr_model": "seats"}, "seats": SEATS},
+        # Volatile: each customer's own multiplier, computed in array passes.
+        {"expansion": {"annual_volatility": 0.4}},
+        {
+            "expansion": {"annual_volatility": 0.4},
+            "revenue": {"billing_months": 3, "cost_to_serve_monthly": 700.0},
+        },
+        {
+            "expansion": {"annual_volatility": 0.4},
+            "revenue": {"mrr_model": "seats"},
+            "seats": SEATS,
+        },
     ],
-    ids=["monthly", "quarterly-billing", "semiannual-billing", "loss-making", "curve", "seats"],
+    ids=[
+        "monthly",
+        "quarterly-billing",
+        "semiannual-billing",
+        "loss-making",
+        "curve",
+        "seats",
+        "volatile",
+        "volatile-quarterly-loss-making",
+        "volatile-seats",
+    ],
 )
 def test_plan_change_walk_equals_month_by_month(changes):
     raw = merge(NO_VOLATILITY, **changes)
