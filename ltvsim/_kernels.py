@@ -48,7 +48,7 @@ import math
 import numpy as np
 from numba import get_thread_id, njit, prange
 
-from ._fastmath import exp
+from ._fastmath import exp, float_bits
 from ._rng import derive, next_gamma, next_normal, next_uniform
 
 CONSTANT, SBG, CURVE = 0, 1, 2
@@ -62,10 +62,15 @@ CHURN_STREAM, SIZE_STREAM, PATH_STREAM, EVENT_STREAM, SEAT_STREAM = 1, 2, 3, 4, 
 # Helpers on scalars only are left to LLVM: inlining them in Numba's IR too
 # made the first compile 60% longer.
 
-# Customer-LTV histogram: bins uniform in y = sign(x) log1p(|x|), |x| up to
-# 1e12 currency units; bin width 0.0067 in y, i.e. 0.67% relative in x.
-HIST_BINS = 8192
-HIST_LIMIT = math.log1p(1e12)
+# Customer-LTV histogram: logarithmic bins read off the bits of v = 1 + |x|, as
+# in an HDR histogram, so no logarithm is computed per customer. Each octave
+# [2^e, 2^(e+1)) of v is cut into 2^HIST_SUB_BITS equal bins (0.39-0.78% of v
+# wide), for v up to 2^HIST_OCTAVES (|x| ~1.1e12 currency units); larger values
+# go into the outermost bins. Negative x mirror the positive bins.
+HIST_SUB_BITS = 7
+HIST_OCTAVES = 40
+_HIST_HALF = HIST_OCTAVES << HIST_SUB_BITS
+HIST_BINS = 2 * _HIST_HALF
 
 # Months in a cohort year (net and gross revenue retention are per year).
 YEAR = 12
@@ -221,9 +226,10 @@ def _change_level(level, month, changes, change_state, horizon):
 
 @njit(inline="always", cache=True)
 def _hist_bin(x):
-    y = math.copysign(math.log1p(abs(x)), x)
-    b = int((y + HIST_LIMIT) * (HIST_BINS / (2.0 * HIST_LIMIT)))
-    return min(max(b, 0), HIST_BINS - 1)
+    # The exponent and the leading mantissa bits of v >= 1: (octave << sub bits) | sub-bin.
+    k = (float_bits(1.0 + abs(x)) >> (52 - HIST_SUB_BITS)) - (1023 << HIST_SUB_BITS)
+    k = min(k, _HIST_HALF - 1)
+    return _HIST_HALF + k if x >= 0.0 else _HIST_HALF - 1 - k
 
 
 @njit(inline="always", cache=True)
@@ -352,6 +358,9 @@ def simulate_units(
         theta = churn_per_renewal[j]
         log_keep = math.log1p(-theta) if 0.0 < theta < 1.0 else 0.0
         m_j, cm_j, ccm_j = multiplier[j], cum_multiplier[j], cum_cash_multiplier[j]
+        # Nobody's level ever changes: revenue retention is added per unit, not per customer.
+        levels_constant = not (seat_model or event_p > 0.0 or vol > 0.0 or month_by_month)
+        thread = get_thread_id()  # constant within a unit
         # Without volatility revenue is collected as changes of level (see module doc);
         # a volatile customer's own multiplier and its cumulative sums go in scratch arrays.
         level_change = np.zeros(horizon + 1)
@@ -373,8 +382,9 @@ def simulate_units(
             )
             months = min((n + 1) * renewal_months, horizon)
             out_ends[u, months] += 1
-            events = derive(customer, EVENT_STREAM)
-            seat_stream = derive(customer, SEAT_STREAM)
+            # (unused streams are not derived: the customer key stands in)
+            events = derive(customer, EVENT_STREAM) if event_p > 0.0 else customer
+            seat_stream = derive(customer, SEAT_STREAM) if seat_model else customer
             seats, tau, next_change = 1.0, math.inf, horizon
             if seat_model:
                 if log_more_seats < 0.0:
@@ -438,6 +448,7 @@ def simulate_units(
                     own_cum_m,
                     own_cum_cash_m,
                     True,
+                    False,
                     level_change,
                     out_revenue[u],
                     out_paid[u],
@@ -459,6 +470,7 @@ def simulate_units(
                     cm_j,
                     ccm_j,
                     False,
+                    levels_constant,
                     level_change,
                     out_revenue[u],
                     out_paid[u],
@@ -466,16 +478,21 @@ def simulate_units(
                 )
             ltv = gm * discounted - c2s * cum_weights[j, months]
             # Counts are integers, so one row per thread is exact and order-free.
-            out_hist[get_thread_id(), _hist_bin(ltv)] += 1
+            out_hist[thread, _hist_bin(ltv)] += 1
         if not month_by_month:
-            level = 0.0
+            level = 0.0  # summed over the customers active in month t
             active = unit_count[u]
+            next_year = YEAR
             for t in range(horizon):
                 level += level_change[t]
                 active -= out_ends[u, t]  # lifetimes of exactly t months end before month t
                 if active == 0:
                     level = 0.0  # nobody left: no rounding residue of the +/- level changes
                 out_revenue[u, t] += level * m_j[t]
+                if t == next_year:
+                    if levels_constant:  # min(MRR now, a year ago), every level unchanged
+                        out_retained[u, t // YEAR - 1] += level * min(m_j[t], m_j[t - YEAR])
+                    next_year += YEAR
 
 
 @njit(inline="always", cache=True)
@@ -566,6 +583,7 @@ def _walk_plan_changes(
     cum_m,
     cum_cash_m,
     own_path,
+    levels_constant,
     level_change,
     out_revenue,
     out_paid,
@@ -577,6 +595,8 @@ def _walk_plan_changes(
     the level moves at plan or seat changes (``_change_level``). ``m`` is the
     trial's multiplier, whose revenue the caller adds from ``level_change``
     once per unit, or the customer's own (``own_path``), added month by month.
+    With ``levels_constant`` (no plan or seat changes, the trial's multiplier)
+    the caller also adds revenue retention per unit.
     """
     horizon = m.shape[0]
     discounted = 0.0
@@ -584,7 +604,7 @@ def _walk_plan_changes(
     period_revenue = 0.0  # revenue of the open billing period (billing_months > 1)
     paid = False
     year_start_mrr = level
-    next_year = YEAR
+    next_year = horizon if levels_constant else YEAR
     start = 0
     while True:
         end = min(next_change, months)  # level is constant on [start, end)
@@ -661,6 +681,8 @@ def _own_multiplier(path, months, vol, m, cash_weights, own_m, cum_m, cum_cash_m
 
 
 def histogram_edges():
-    """Bin edges of the customer-LTV histogram, in currency."""
-    y = np.linspace(-HIST_LIMIT, HIST_LIMIT, HIST_BINS + 1)
-    return np.sign(y) * np.expm1(np.abs(y))
+    """Bin edges of the customer-LTV histogram, in currency (``HIST_BINS + 1``, rising)."""
+    k = np.arange(_HIST_HALF + 1)
+    sub = 1 << HIST_SUB_BITS
+    positive = np.ldexp(1.0 + (k % sub) / sub, k // sub) - 1.0  # 0 … 2^40 - 1
+    return np.concatenate((-positive[::-1], positive[1:]))

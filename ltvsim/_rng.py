@@ -145,7 +145,8 @@ def _normal_edge(state, u, i):
 def next_gamma(state, shape):
     """Advance ``state``; return (new state, a Gamma(shape, 1) draw).
 
-    Marsaglia & Tsang (2000), with the ``U^(1/shape)`` boost for shape < 1.
+    Marsaglia & Tsang (2000), with the ``U^(1/shape)`` boost for shape < 1 and
+    their squeeze, which accepts ~98% of draws without computing a logarithm.
     """
     boost = 1.0
     if shape < 1.0:
@@ -161,7 +162,8 @@ def next_gamma(state, shape):
             continue
         v = v * v * v
         state, u = next_uniform(state)
-        if np.log(u) < 0.5 * z * z + d - d * v + d * np.log(v):
+        z2 = z * z
+        if u < 1.0 - 0.0331 * z2 * z2 or np.log(u) < 0.5 * z2 + d - d * v + d * np.log(v):
             return state, d * v * boost
 
 

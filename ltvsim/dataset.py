@@ -464,6 +464,7 @@ def histogram_quantiles(density: np.ndarray, quantiles: np.ndarray) -> np.ndarra
     below = cdf[b] - density[b]
     with np.errstate(divide="ignore", invalid="ignore"):
         fraction = np.clip(np.nan_to_num((target - below) / density[b]), 0.0, 1.0)
-    width = 2.0 * _kernels.HIST_LIMIT / _kernels.HIST_BINS
-    y = -_kernels.HIST_LIMIT + (b + fraction) * width
+    edges = _kernels.histogram_edges()
+    y_edges = np.sign(edges) * np.log1p(np.abs(edges))
+    y = y_edges[b] + fraction * (y_edges[b + 1] - y_edges[b])
     return np.sign(y) * np.expm1(np.abs(y))
