@@ -64,8 +64,13 @@ NO_VOLATILITY = merge(
         {"revenue": {"cost_to_serve_monthly": 700.0}},
         {"churn": {"model": "curve", "monthly_rates": [0.2, 0.05, 0.01], "renewal_months": 1}},
         {"revenue": {"mrr_model": "seats"}, "seats": SEATS},
+        # No cost to serve: payback from the guide table of cumulative M.
+        {"revenue": {"cost_to_serve_monthly": 0.0}},
         # No plan changes: every level constant, revenue retention added per unit.
-        {"expansion": {"upsell_monthly_probability": 0.0, "downgrade_monthly_probability": 0.0}},
+        {
+            "expansion": {"upsell_monthly_probability": 0.0, "downgrade_monthly_probability": 0.0},
+            "revenue": {"cost_to_serve_monthly": 0.0},
+        },
         # Volatile: each customer's own multiplier, computed in array passes.
         {"expansion": {"annual_volatility": 0.4}},
         {
@@ -85,7 +90,8 @@ NO_VOLATILITY = merge(
         "loss-making",
         "curve",
         "seats",
-        "constant-levels",
+        "no-cost",
+        "constant-levels-no-cost",
         "volatile",
         "volatile-quarterly-loss-making",
         "volatile-seats",
