@@ -1,4 +1,8 @@
-"""Reading and writing results: netCDF4 via h5netcdf, or a zarr store; written atomically.
+"""Reading and writing results: netCDF4 files or a zarr store; written atomically.
+
+netCDF4 files are written by the netCDF-C library (``netCDF4``): it creates a
+result's ~80 variables in 0.2 s, where h5netcdf takes 0.5-0.6 s (dimension
+scales handled per variable, in Python). They are read through h5netcdf.
 
 A result is data: nothing in a result file is evaluated or unpickled. netCDF
 is read through h5py (no pickle support at all); a zarr store is refused if
@@ -18,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-ENGINE = "h5netcdf"
+ENGINE = "h5netcdf"  # reading
+WRITE_ENGINE = "netcdf4"
 # phony_dims: an HDF5 file that is not netCDF opens (and is then rejected) quietly.
 OPEN_OPTIONS = {"decode_times": False, "decode_timedelta": False, "phony_dims": "access"}
 
@@ -29,7 +34,7 @@ class ResultFileError(OSError):
 
 def write_result(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """Write ``ds`` to ``path`` (netCDF4) atomically; see :func:`atomic_write`."""
-    return atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine=ENGINE))
+    return atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine=WRITE_ENGINE))
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
