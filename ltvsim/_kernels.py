@@ -645,6 +645,7 @@ def _walk_plan_changes(
     discounted = 0.0
     cash = 0.0  # gross profit from revenue paid by the end of the previous interval
     period_revenue = 0.0  # revenue of the open billing period (billing_months > 1)
+    period_end = billing_months
     paid = False
     year_start_mrr = level
     next_year = horizon if levels_constant else YEAR
@@ -676,18 +677,20 @@ def _walk_plan_changes(
                     out_paid[t] += 1
                 cash += gm * level * (cum_m[end] - cum_m[start])
             else:
-                # Close every billing period that ends in [start, end].
+                # Close every billing period that ends in [start, end]; the open one
+                # ends at period_end (a counter: an integer division costs ~5 ns).
                 p = start
                 while p < end and not paid:
-                    close = min(end, (p // billing_months + 1) * billing_months)
+                    close = min(end, period_end)
                     period_revenue += level * (cum_m[close] - cum_m[p])
-                    if close % billing_months == 0 or close == months:
+                    if close == period_end or close == months:
                         cash += gm * period_revenue
                         period_revenue = 0.0
-                        first = (close - 1) - (close - 1) % billing_months
+                        first = period_end - billing_months  # the period's first month
                         if cash - c2s * (first + 1) >= acq:
                             paid = True
                             out_paid[first] += 1
+                        period_end += billing_months
                     p = close
         if end == months:
             break
