@@ -664,19 +664,35 @@ def measure_memory(env: dict, quick: bool) -> dict:
     }
 
 
-def measure_cli(env: dict, workdir: Path, quick: bool) -> dict:
-    """Wall time of ``ltvsim run configs/saas.toml -o <tmp>.nc``, warm Numba cache."""
-    exe = Path(sys.executable).with_name("ltvsim")
-    command = [str(exe) if exe.exists() else shutil.which("ltvsim") or "ltvsim"]
-    command += ["run", "configs/saas.toml", "-o", str(workdir / "saas.nc")]
+def measure_cli(env: dict, workdir: Path, quick: bool, executable: str | None = None) -> dict:
+    """Wall time of ``ltvsim run configs/saas.toml -o <tmp>.nc``, warm Numba cache.
+
+    ``executable``: another install's ``ltvsim`` (e.g. a fresh ``pip install .``
+    venv); it gets one untimed run first, to fill the cache for its own files.
+    """
+    if executable is None:
+        exe = Path(sys.executable).with_name("ltvsim")
+        executable = str(exe) if exe.exists() else shutil.which("ltvsim") or "ltvsim"
+        warm_up = False
+    else:
+        warm_up = True
+    command = [executable, "run", "configs/saas.toml", "-o", str(workdir / "saas.nc")]
     if quick:
         command += ["--trials", str(2000 // QUICK_DIVISOR)]
+    if warm_up:
+        log(f"cli: warm-up run of {executable} ...")
+        run_checked(command, env)
     seconds = []
     for i in range(CLI_REPEATS):
         log(f"cli: run {i + 1}/{CLI_REPEATS} ...")
         seconds.append(run_checked(command, env)[0])
     shown = ["ltvsim", *command[1:4], "<tmp>.nc", *command[5:]]
-    return {"command": " ".join(shown), "full_size": not quick, **summarize(seconds)}
+    return {
+        "command": " ".join(shown),
+        "executable": executable,
+        "full_size": not quick,
+        **summarize(seconds),
+    }
 
 
 def measure_precision(repeats: int) -> dict:
@@ -935,12 +951,14 @@ def target_rows(results: dict) -> list[dict]:
                 "pass": mem["peak_ratio"] <= goal,
             }
         )
-    c = results.get("cli")
+    # Judged on a plain install (the README's `pip install .`) when one was timed.
+    c = results.get("cli_plain") or results.get("cli")
     if c:
         goal = TARGETS["cli_s"]
+        where = " (plain `pip install .`)" if "cli_plain" in results else ""
         rows.append(
             {
-                "target": "warm `ltvsim run configs/saas.toml`, wall time"
+                "target": f"warm `ltvsim run configs/saas.toml`{where}, wall time"
                 + ("" if c["full_size"] else " (--quick: 200 trials)"),
                 "goal": f"< {goal:g} s",
                 "measured": f"{c['median_s']:.2f} s",
@@ -1117,12 +1135,13 @@ def markdown(results: dict) -> str:
             f"| JIT compile (cold − cached first call) | {s['compile_s']:.2f} s | "
             "excluded from every throughput |",
         ]
-    if "cli" in results:
-        c = results["cli"]
-        lines.append(
-            f"| `{c['command']}` | {c['median_s']:.2f} s | "
-            f"wall time of the process, warm cache, median of {len(c['seconds'])} |"
-        )
+    for key, where in (("cli", "this environment"), ("cli_plain", "a plain `pip install .`")):
+        if key in results:
+            c = results[key]
+            lines.append(
+                f"| `{c['command']}`, {where} | {c['median_s']:.2f} s | "
+                f"wall time of the process, warm cache, median of {len(c['seconds'])} |"
+            )
     p = results.get("precision")
     if p:
         lines += [
@@ -1196,6 +1215,12 @@ def main(argv=None) -> int:
         "--no-write", action="store_true", help="print only; leave results.json and README alone"
     )
     parser.add_argument(
+        "--cli-ltvsim",
+        metavar="PATH",
+        help="also time the CLI of another install (e.g. VENV/bin/ltvsim of a fresh "
+        "`pip install .`); the CLI target is then judged on it",
+    )
+    parser.add_argument(
         "--soak",
         action="store_true",
         help="instead: the soak test (benchmarks/soak.py: 200 runs in one process, RSS growth)",
@@ -1253,6 +1278,8 @@ def main(argv=None) -> int:
             results["memory"] = measure_memory(env, args.quick)
         if "cli" in sections:
             results["cli"] = measure_cli(env, cache_dir, args.quick)
+            if args.cli_ltvsim:
+                results["cli_plain"] = measure_cli(env, cache_dir, args.quick, args.cli_ltvsim)
         if "precision" in sections:
             results["precision"] = measure_precision(1 if args.quick else sweep_repeats)
         results["machine"] = machine_facts()
