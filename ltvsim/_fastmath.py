@@ -5,7 +5,9 @@ and a different code path on CPUs with and without FMA). ``exp`` here is
 branch-free arithmetic that LLVM turns into SIMD code when it is applied
 along an array (2.5 ns per value with AVX2 on the development machine), and
 it gives the same bits on every x86-64 CPU: IEEE operations only, no fused
-multiply-add (numba does not contract without ``fastmath``).
+multiply-add (numba does not contract without ``fastmath``). For one value
+at a time its long polynomial makes it slower than ``math.exp`` (latency,
+not throughput): use it in loops over arrays.
 
 ``float_bits`` / ``bits_float`` reinterpret a double's 64 bits, which numba
 cannot do on scalars otherwise: the exponent and leading mantissa bits give

@@ -13,7 +13,10 @@ Model (months since acquisition ``t = 0 … H-1``, payments in advance):
   tenure curve); renewals happen every ``renewal_months`` months, and at the
   first one an extra ``first_renewal_churn`` leave;
 * the number of renewals survived is drawn directly by inverse transform of
-  one uniform (geometric for constant/sBG), not as a Bernoulli per month;
+  one uniform, not as a Bernoulli per month: geometric for the constant
+  model; for sBG and the curve from the trial's table of P(N >= n), so sBG
+  draws the lifetime from its beta-geometric marginal and never the
+  customer's churn probability itself;
 * MRR starts at ``arpa * LogNormal(mean 1, sd arpa_cv)`` and then, between
   consecutive months, is multiplied by ``exp(mu + sigma Z)`` (organic
   expansion); by ``1 + upsell_size`` with probability ``upsell_p`` or else by
@@ -49,7 +52,7 @@ import numpy as np
 from numba import get_thread_id, njit, prange
 
 from ._fastmath import exp, float_bits
-from ._rng import derive, next_gamma, next_normal, next_uniform
+from ._rng import derive, next_normal, next_uniform
 
 CONSTANT, SBG, CURVE = 0, 1, 2
 
@@ -80,11 +83,9 @@ YEAR = 12
 INPUT_NAMES = (
     "model",
     "renewal_months",
-    "curve_survival",
+    "renewal_survival",
     "churn_per_renewal",
     "first_renewal_churn",
-    "alpha",
-    "beta",
     "arpa",
     "arpa_sigma",
     "margin",
@@ -114,34 +115,31 @@ INPUT_NAMES = (
 
 
 @njit(inline="always", cache=True)
-def _renewals_survived(
-    state, model, theta, log_keep, first_churn, alpha, beta, curve_survival, max_renewals
-):
+def _renewals_survived(state, model, theta, log_keep, first_churn, survival, max_renewals):
     """Number of renewals a new customer survives, capped at ``max_renewals``.
 
     ``log_keep`` is ``log1p(-theta)`` for the constant model, hoisted out of
-    the customer loop by the caller. ``first_churn`` is an extra probability
-    of leaving at the first renewal, independent of the model's churn.
+    the customer loop by the caller. ``survival[n]`` = P(N >= n) for the
+    other models: sBG's beta-geometric ``B(alpha, beta+n)/B(alpha, beta)``
+    or the curve's. ``first_churn`` is an extra probability of leaving at the
+    first renewal, independent of the model's churn.
     """
     state, u = next_uniform(state)
     n = max_renewals
-    if model == CURVE:
-        # P(N >= n) = curve_survival[n]; N = max{n : u <= S[n]} by bisection.
-        if u > curve_survival[n]:
+    if model != CONSTANT:
+        # N = max{n : u <= S[n]} by bisection. For sBG this draws the lifetime from
+        # its marginal: the customer's own Beta(alpha, beta) churn probability is
+        # needed for nothing else, so one uniform replaces two gamma draws.
+        if u > survival[n]:
             lo, hi = 0, max_renewals
             while hi - lo > 1:
                 mid = (lo + hi) // 2
-                if u <= curve_survival[mid]:
+                if u <= survival[mid]:
                     lo = mid
                 else:
                     hi = mid
             n = lo
     else:
-        if model == SBG:
-            state, ga = next_gamma(state, alpha)
-            state, gb = next_gamma(state, beta)
-            theta = ga / (ga + gb)
-            log_keep = math.log1p(-theta)
         if theta >= 1.0:
             n = 0
         elif theta > 0.0:
@@ -304,11 +302,9 @@ def simulate_units(
     trial_keys,
     model,
     renewal_months,
-    curve_survival,
+    renewal_survival,
     churn_per_renewal,
     first_renewal_churn,
-    alpha,
-    beta,
     arpa,
     arpa_sigma,
     margin,
@@ -414,9 +410,7 @@ def simulate_units(
                 theta,
                 log_keep,
                 first_renewal_churn[j],
-                alpha[j],
-                beta[j],
-                curve_survival,
+                renewal_survival[j],
                 max_renewals,
             )
             months = min((n + 1) * renewal_months, horizon)
@@ -436,7 +430,8 @@ def simulate_units(
                 level = a0
                 if s0 > 0.0:
                     _, z = next_normal(derive(customer, SIZE_STREAM))
-                    level = a0 * exp(s0 * z - 0.5 * s0 * s0)
+                    # libm's exp: one value at a time, its latency beats _fastmath's
+                    level = a0 * math.exp(s0 * z - 0.5 * s0 * s0)
                 if event_p > 0.0:
                     events, next_change = _next_event(events, 0, log_no_event, horizon)
             change_state = (events, seat_stream, seats, tau)

@@ -135,6 +135,7 @@ def kernel_inputs(config: Config, segment: Segment, inputs: dict) -> dict:
         model=MODEL_CODES[model],
         renewal_months=renewal,
         curve_survival=survival,
+        renewal_survival=renewal_survival(model, survival, sbg_alpha, sbg_beta, max_renewals),
         curve_last_rate=rates[-1],
         churn_per_renewal=churn,
         first_renewal_churn=inputs["churn.first_renewal_churn"],
@@ -170,6 +171,22 @@ def kernel_inputs(config: Config, segment: Segment, inputs: dict) -> dict:
         cash_weights=cash_weights,
         cum_weights=cumulative(weights),
     )
+
+
+def renewal_survival(model: str, curve: np.ndarray, alpha, beta, max_renewals: int) -> np.ndarray:
+    """P(a customer survives n renewals), n = 0 … ``max_renewals``, per trial (sBG, curve).
+
+    sBG: ``B(α, β+n)/B(α, β) = Π_{k<n} (β+k)/(α+β+k)``, the beta-geometric
+    survival (Fader & Hardie 2007). The kernel draws lifetimes from it
+    by inverse transform. The constant model needs no table (one column).
+    """
+    if model == "sbg":
+        k = np.arange(max_renewals)
+        ratio = (beta[:, None] + k) / (alpha[:, None] + beta[:, None] + k)
+        return np.concatenate((np.ones((len(alpha), 1)), np.cumprod(ratio, axis=1)), axis=1)
+    if model == "curve":
+        return np.ascontiguousarray(np.broadcast_to(curve, (len(alpha), len(curve))))
+    return np.ones((len(alpha), 1))
 
 
 def per_renewal_churn(inputs: dict, renewal_months: int) -> np.ndarray:
