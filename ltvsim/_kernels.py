@@ -78,6 +78,9 @@ HIST_BINS = 2 * _HIST_HALF
 # Months in a cohort year (net and gross revenue retention are per year).
 YEAR = 12
 
+# Customers whose lifetimes and starting sizes are drawn ahead of their walks.
+DRAW_BATCH = 32
+
 # Per-trial inputs of simulate_units, in its argument order (model.kernel_inputs
 # returns them by these names).
 INPUT_NAMES = (
@@ -402,17 +405,29 @@ def simulate_units(
         if inverse.shape[0] > 0:
             _inverse_table(cm_j, inverse)
         no_inverse = np.empty(0, np.int64)
+        batch_keys = np.empty(DRAW_BATCH, np.uint64)
+        batch_renewals = np.empty(DRAW_BATCH, np.int64)
+        batch_levels = np.empty(DRAW_BATCH)
         for i in range(unit_first[u], unit_first[u] + unit_count[u]):
-            customer = derive(trial_keys[j], i)
-            _, n = _renewals_survived(
-                derive(customer, CHURN_STREAM),
-                model,
-                theta,
-                log_keep,
-                first_renewal_churn[j],
-                renewal_survival[j],
-                max_renewals,
-            )
+            b = (i - unit_first[u]) % DRAW_BATCH
+            if b == 0:
+                _draw_batch(
+                    trial_keys[j],
+                    i,
+                    min(DRAW_BATCH, unit_first[u] + unit_count[u] - i),
+                    model,
+                    theta,
+                    log_keep,
+                    first_renewal_churn[j],
+                    renewal_survival[j],
+                    max_renewals,
+                    a0,
+                    s0 if not seat_model else 0.0,
+                    batch_keys,
+                    batch_renewals,
+                    batch_levels,
+                )
+            customer, n = batch_keys[b], batch_renewals[b]
             months = min((n + 1) * renewal_months, horizon)
             out_ends[u, months] += 1
             # (unused streams are not derived: the customer key stands in)
@@ -427,11 +442,7 @@ def simulate_units(
                 seat_stream, tau = _next_seat_event(seat_stream, 0.0, seats, add_rate, remove_rate)
                 next_change = _change_month(tau, horizon)
             else:
-                level = a0
-                if s0 > 0.0:
-                    _, z = next_normal(derive(customer, SIZE_STREAM))
-                    # libm's exp: one value at a time, its latency beats _fastmath's
-                    level = a0 * math.exp(s0 * z - 0.5 * s0 * s0)
+                level = batch_levels[b]
                 if event_p > 0.0:
                     events, next_change = _next_event(events, 0, log_no_event, horizon)
             change_state = (events, seat_stream, seats, tau)
@@ -529,6 +540,49 @@ def simulate_units(
                     if levels_constant:  # min(MRR now, a year ago), every level unchanged
                         out_retained[u, t // YEAR - 1] += level * min(m_j[t], m_j[t - YEAR])
                     next_year += YEAR
+
+
+@njit(inline="always", cache=True)
+def _draw_batch(
+    trial_key,
+    first,
+    count,
+    model,
+    theta,
+    log_keep,
+    first_churn,
+    survival,
+    max_renewals,
+    arpa,
+    arpa_sigma,
+    keys,
+    renewals,
+    levels,
+):
+    """Keys, renewals survived and starting MRR of customers ``first … first+count-1``.
+
+    Drawn a batch ahead of the walks: each customer's draws are a chain of
+    dependent steps (hash, uniform, logarithm; hash, normal, exp), and a loop
+    of only these lets the CPU run several customers' chains at once.
+    """
+    for b in range(count):
+        customer = derive(trial_key, first + b)
+        keys[b] = customer
+        _, renewals[b] = _renewals_survived(
+            derive(customer, CHURN_STREAM),
+            model,
+            theta,
+            log_keep,
+            first_churn,
+            survival,
+            max_renewals,
+        )
+        level = arpa
+        if arpa_sigma > 0.0:
+            _, z = next_normal(derive(customer, SIZE_STREAM))
+            # libm's exp: one value at a time, its latency beats _fastmath's
+            level = arpa * math.exp(arpa_sigma * z - 0.5 * arpa_sigma * arpa_sigma)
+        levels[b] = level
 
 
 @njit(inline="always", cache=True)
