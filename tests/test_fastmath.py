@@ -1,6 +1,6 @@
-"""The kernels' own elementary functions: exp and the logarithmic histogram bins.
+"""The kernels' own elementary functions and lookups: exp, histogram bins, the lifetime guide.
 
-Both are exact statements, not Monte Carlo ones: exp within 1 ulp of numpy's
+All are exact statements, not Monte Carlo ones: exp within 1 ulp of numpy's
 (itself within 1 ulp of the true value, so within 2 of the truth) on values
 covering the whole range, and the bit-read histogram bin equal to where
 ``histogram_edges`` puts a value.
@@ -65,3 +65,42 @@ def test_histogram_bins_match_the_edges():
     np.testing.assert_array_equal(_bins(x), expected)
     width = np.diff(np.log1p(np.abs(edges[_kernels.HIST_BINS // 2 :])))
     assert width.max() == pytest.approx(np.log1p(2.0**-7), rel=1e-9)  # 0.78% of 1 + |x| at most
+
+
+@njit
+def _lifetimes(survival, guide, u):
+    out = np.empty(u.shape[0], np.int64)
+    for i in range(u.shape[0]):
+        n = guide[int(u[i] * guide.shape[0])]
+        while u[i] > survival[n]:
+            n -= 1
+        out[i] = n
+    return out
+
+
+@njit
+def _guide(survival, size):
+    guide = np.zeros(size, np.int64)
+    _kernels._survival_guide(survival, guide)
+    return guide
+
+
+@pytest.mark.parametrize(
+    "survival",
+    [
+        np.concatenate(([1.0], np.cumprod(40.0 / 41.0 * np.ones(120)))),  # geometric
+        np.concatenate(([1.0], np.cumprod((40.0 + np.arange(120)) / (41.0 + np.arange(120))))),
+        np.array([1.0, 0.5, 0.5, 0.5, 0.25, 0.25, 0.0]),  # plateaus and a certain end
+        np.array([1.0, 0.999999, 0.999998, 0.2]),  # several renewals in one cell
+    ],
+    ids=["geometric", "sbg", "plateaus", "crowded"],
+)
+def test_survival_guide_gives_the_inverse_transform(survival):
+    """N = max{n : u <= S[n]}, exactly as a search of the table would give it."""
+    rng = np.random.default_rng(5)
+    u = np.concatenate([rng.uniform(0.0, 1.0, 100_000), survival[survival < 1], [1 - 2**-53]])
+    size = 1
+    while size < 4 * len(survival):
+        size *= 2
+    expected = len(survival) - 1 - np.searchsorted(survival[::-1], u, side="left")
+    np.testing.assert_array_equal(_lifetimes(survival, _guide(survival, size), u), expected)
