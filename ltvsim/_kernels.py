@@ -13,10 +13,9 @@ Model (months since acquisition ``t = 0 … H-1``, payments in advance):
   tenure curve); renewals happen every ``renewal_months`` months, and at the
   first one an extra ``first_renewal_churn`` leave;
 * the number of renewals survived is drawn directly by inverse transform of
-  one uniform, not as a Bernoulli per month: geometric for the constant
-  model; for sBG and the curve from the trial's table of P(N >= n), so sBG
-  draws the lifetime from its beta-geometric marginal and never the
-  customer's churn probability itself;
+  one uniform on the trial's table of P(N >= n), not as a Bernoulli per
+  month; sBG thus draws the lifetime from its beta-geometric marginal and
+  never the customer's churn probability itself;
 * MRR starts at ``arpa * LogNormal(mean 1, sd arpa_cv)`` and then, between
   consecutive months, is multiplied by ``exp(mu + sigma Z)`` (organic
   expansion); by ``1 + upsell_size`` with probability ``upsell_p`` or else by
@@ -84,10 +83,8 @@ DRAW_BATCH = 32
 # Per-trial inputs of simulate_units, in its argument order (model.kernel_inputs
 # returns them by these names).
 INPUT_NAMES = (
-    "model",
     "renewal_months",
     "renewal_survival",
-    "churn_per_renewal",
     "first_renewal_churn",
     "arpa",
     "arpa_sigma",
@@ -118,33 +115,22 @@ INPUT_NAMES = (
 
 
 @njit(inline="always", cache=True)
-def _renewals_survived(state, model, theta, log_keep, first_churn, survival, guide, max_renewals):
-    """Number of renewals a new customer survives, capped at ``max_renewals``.
+def _renewals_survived(state, first_churn, survival, guide):
+    """Number of renewals a new customer survives, capped at the table's end.
 
-    ``log_keep`` is ``log1p(-theta)`` for the constant model, hoisted out of
-    the customer loop by the caller. ``survival[n]`` = P(N >= n) for the
-    other models: sBG's beta-geometric ``B(alpha, beta+n)/B(alpha, beta)``
-    or the curve's, with ``guide = _survival_guide(survival)``. ``first_churn``
-    is an extra probability of leaving at the first renewal, independent of
-    the model's churn.
+    ``survival[n]`` = P(N >= n): ``(1 - theta)^n`` for constant churn, sBG's
+    beta-geometric ``B(alpha, beta+n)/B(alpha, beta)`` or the curve's, with
+    ``guide = _survival_guide(survival)``. ``first_churn`` is an extra
+    probability of leaving at the first renewal, independent of the model's churn.
     """
     state, u = next_uniform(state)
-    n = max_renewals
-    if model != CONSTANT:
-        # N = max{n : u <= S[n]}: from the guide's upper bound down to it (S[0] = 1).
-        # For sBG this draws the lifetime from its marginal: the customer's own
-        # Beta(alpha, beta) churn probability is needed for nothing else, so one
-        # uniform replaces two gamma draws.
-        n = guide[int(u * guide.shape[0])]
-        while u > survival[n]:
-            n -= 1
-    else:
-        if theta >= 1.0:
-            n = 0
-        elif theta > 0.0:
-            geometric = math.log(u) / log_keep  # P(N >= n) = (1-theta)^n
-            if geometric < max_renewals:
-                n = int(geometric)
+    # N = max{n : u <= S[n]} by inverse transform: from the guide's upper bound
+    # down to it (S[0] = 1). For sBG this draws the lifetime from its marginal:
+    # the customer's own Beta(alpha, beta) churn probability is needed for
+    # nothing else, so one uniform replaces two gamma draws.
+    n = guide[int(u * guide.shape[0])]
+    while u > survival[n]:
+        n -= 1
     if first_churn > 0.0 and n > 0:
         state, v = next_uniform(state)
         if v < first_churn:
@@ -316,10 +302,8 @@ def simulate_units(
     unit_first,
     unit_count,
     trial_keys,
-    model,
     renewal_months,
     renewal_survival,
-    churn_per_renewal,
     first_renewal_churn,
     arpa,
     arpa_sigma,
@@ -380,7 +364,7 @@ def simulate_units(
     horizon = out_revenue.shape[1]
     max_renewals = (horizon + renewal_months - 1) // renewal_months
     guide_size = 1  # cells of the survival guide: a power of 2, at least 4 per renewal
-    while model != CONSTANT and guide_size < 4 * (max_renewals + 1):
+    while guide_size < 4 * (max_renewals + 1):
         guide_size *= 2
     for u in prange(unit_trial.shape[0]):
         j = unit_trial[u]
@@ -404,8 +388,6 @@ def simulate_units(
         )
         # Initial seats: 1 + geometric, mean seats_initial (many small accounts, a few large).
         log_more_seats = math.log1p(-1.0 / seats_initial[j]) if seats_initial[j] > 1.0 else 0.0
-        theta = churn_per_renewal[j]
-        log_keep = math.log1p(-theta) if 0.0 < theta < 1.0 else 0.0
         m_j, cm_j, ccm_j = multiplier[j], cum_multiplier[j], cum_cash_multiplier[j]
         # Nobody's level ever changes: revenue retention is added per unit, not per customer.
         levels_constant = not (seat_model or event_p > 0.0 or vol > 0.0 or month_by_month)
@@ -424,9 +406,8 @@ def simulate_units(
         batch_keys = np.empty(DRAW_BATCH, np.uint64)
         batch_renewals = np.empty(DRAW_BATCH, np.int64)
         batch_levels = np.empty(DRAW_BATCH)
-        guide = np.zeros(guide_size, np.int64)
-        if model != CONSTANT:
-            _survival_guide(renewal_survival[j], guide)
+        guide = np.empty(guide_size, np.int64)
+        _survival_guide(renewal_survival[j], guide)
         for i in range(unit_first[u], unit_first[u] + unit_count[u]):
             b = (i - unit_first[u]) % DRAW_BATCH
             if b == 0:
@@ -434,13 +415,9 @@ def simulate_units(
                     trial_keys[j],
                     i,
                     min(DRAW_BATCH, unit_first[u] + unit_count[u] - i),
-                    model,
-                    theta,
-                    log_keep,
                     first_renewal_churn[j],
                     renewal_survival[j],
                     guide,
-                    max_renewals,
                     a0,
                     s0 if not seat_model else 0.0,
                     batch_keys,
@@ -550,13 +527,9 @@ def _draw_batch(
     trial_key,
     first,
     count,
-    model,
-    theta,
-    log_keep,
     first_churn,
     survival,
     guide,
-    max_renewals,
     arpa,
     arpa_sigma,
     keys,
@@ -566,21 +539,14 @@ def _draw_batch(
     """Keys, renewals survived and starting MRR of customers ``first … first+count-1``.
 
     Drawn a batch ahead of the walks: each customer's draws are a chain of
-    dependent steps (hash, uniform, logarithm; hash, normal, exp), and a loop
+    dependent steps (hash, uniform, table lookups; hash, normal, exp), and a loop
     of only these lets the CPU run several customers' chains at once.
     """
     for b in range(count):
         customer = derive(trial_key, first + b)
         keys[b] = customer
         _, renewals[b] = _renewals_survived(
-            derive(customer, CHURN_STREAM),
-            model,
-            theta,
-            log_keep,
-            first_churn,
-            survival,
-            guide,
-            max_renewals,
+            derive(customer, CHURN_STREAM), first_churn, survival, guide
         )
         level = arpa
         if arpa_sigma > 0.0:

@@ -135,7 +135,7 @@ def kernel_inputs(config: Config, segment: Segment, inputs: dict) -> dict:
         model=MODEL_CODES[model],
         renewal_months=renewal,
         curve_survival=survival,
-        renewal_survival=renewal_survival(model, survival, sbg_alpha, sbg_beta, max_renewals),
+        renewal_survival=renewal_survival(model, churn, survival, sbg_alpha, sbg_beta),
         curve_last_rate=rates[-1],
         churn_per_renewal=churn,
         first_renewal_churn=inputs["churn.first_renewal_churn"],
@@ -173,20 +173,24 @@ def kernel_inputs(config: Config, segment: Segment, inputs: dict) -> dict:
     )
 
 
-def renewal_survival(model: str, curve: np.ndarray, alpha, beta, max_renewals: int) -> np.ndarray:
-    """P(a customer survives n renewals), n = 0 … ``max_renewals``, per trial (sBG, curve).
+def renewal_survival(model: str, churn, curve: np.ndarray, alpha, beta) -> np.ndarray:
+    """P(a customer survives n renewals) per trial, n = 0 … max renewals (``len(curve) - 1``).
 
-    sBG: ``B(α, β+n)/B(α, β) = Π_{k<n} (β+k)/(α+β+k)``, the beta-geometric
-    survival (Fader & Hardie 2007). The kernel draws lifetimes from it
-    by inverse transform. The constant model needs no table (one column).
+    Constant churn: ``(1 - churn)^n``; sBG: ``B(α, β+n)/B(α, β) = Π_{k<n}
+    (β+k)/(α+β+k)``, the beta-geometric survival (Fader & Hardie 2007); the
+    curve: its own table. The kernel draws lifetimes from it by inverse transform.
     """
+    n = np.arange(len(curve))
     if model == "sbg":
-        k = np.arange(max_renewals)
-        ratio = (beta[:, None] + k) / (alpha[:, None] + beta[:, None] + k)
+        ratio = (beta[:, None] + n[:-1]) / (alpha[:, None] + beta[:, None] + n[:-1])
         return np.concatenate((np.ones((len(alpha), 1)), np.cumprod(ratio, axis=1)), axis=1)
     if model == "curve":
         return np.ascontiguousarray(np.broadcast_to(curve, (len(alpha), len(curve))))
-    return np.ones((len(alpha), 1))
+    # exp(n log1p(-churn)), not (1 - churn)^n: 1 - churn loses a tiny churn's digits.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        survival = np.exp(np.log1p(-churn)[:, None] * n)
+    survival[:, 0] = 1.0  # 0 × log(0) at churn 1
+    return survival
 
 
 def per_renewal_churn(inputs: dict, renewal_months: int) -> np.ndarray:
