@@ -53,8 +53,6 @@ from numba import get_thread_id, njit, prange
 from ._fastmath import exp, float_bits
 from ._rng import derive, next_normal, next_uniform
 
-CONSTANT, SBG, CURVE = 0, 1, 2
-
 # Sub-streams of a customer.
 CHURN_STREAM, SIZE_STREAM, PATH_STREAM, EVENT_STREAM, SEAT_STREAM = 1, 2, 3, 4, 5
 

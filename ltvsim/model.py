@@ -20,7 +20,9 @@ from . import _kernels
 from ._rng import stream_key, stream_uniforms
 from .config import Config, InputGroup, Segment, monthly_from_annual
 
-MODEL_CODES = {"constant": _kernels.CONSTANT, "sbg": _kernels.SBG, "curve": _kernels.CURVE}
+# Churn model codes in the per-trial arguments (the kernel itself only sees survival tables).
+CONSTANT, SBG, CURVE = 0, 1, 2
+MODEL_CODES = {"constant": CONSTANT, "sbg": SBG, "curve": CURVE}
 
 
 def draw_inputs(config: Config, segment: Segment, first: int, count: int) -> dict:
@@ -232,9 +234,9 @@ def long_run_nrr(args: dict) -> np.ndarray:
         level_growth * step**12 * (1.0 + args["price_increase"]) ** (12.0 / args["price_every"])
     )
     renewal = args["renewal_months"]
-    if args["model"] == _kernels.SBG:
+    if args["model"] == SBG:
         survival = np.ones_like(step)
-    elif args["model"] == _kernels.CURVE:
+    elif args["model"] == CURVE:
         survival = np.full_like(step, (1.0 - args["curve_last_rate"]) ** 12)
     else:
         survival = (1.0 - args["churn_per_renewal"]) ** (12.0 / renewal)
@@ -329,10 +331,10 @@ def expected_ltv(args: dict, horizon: int) -> dict[str, np.ndarray]:
     t = np.arange(horizon)
     renewals = t // args["renewal_months"]
     model = args["model"]
-    if model == _kernels.SBG:
+    if model == SBG:
         alpha, beta = args["alpha"][:, None], args["beta"][:, None]
         survival = np.exp(betaln(alpha, beta + renewals) - betaln(alpha, beta))
-    elif model == _kernels.CURVE:
+    elif model == CURVE:
         survival = np.broadcast_to(args["curve_survival"][renewals], (len(args["arpa"]), horizon))
     else:
         survival = (1.0 - args["churn_per_renewal"][:, None]) ** renewals

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import _kernels
 from .config import Config
-from .model import draw_inputs, kernel_inputs
+from .model import CURVE, SBG, draw_inputs, kernel_inputs
 from .simulate import SegmentRun, _empty_run, _with_overrides
 
 
@@ -66,10 +66,10 @@ def simulate_trial(rng: np.random.Generator, config: Config, args: dict, j: int)
 
     # Churn: a Bernoulli draw at each renewal (t = k, 2k, ...) with the
     # customer's per-renewal churn probability.
-    if args["model"] == _kernels.SBG:
+    if args["model"] == SBG:
         theta = rng.beta(args["alpha"][j], args["beta"][j], size=(n, 1))
         renewal_churn = np.broadcast_to(theta, (n, horizon))
-    elif args["model"] == _kernels.CURVE:
+    elif args["model"] == CURVE:
         survival = args["curve_survival"]  # P(survive n renewals)
         per_renewal = 1.0 - survival[1:] / np.where(survival[:-1] > 0, survival[:-1], 1.0)
         renewal_churn = np.broadcast_to(per_renewal[np.maximum(months // k - 1, 0)], (n, horizon))
@@ -161,7 +161,7 @@ def python_simulate_trial(rng: random.Random, config: Config, args: dict, j: int
     paid_first = [0] * horizon
     ltvs = []
     for _ in range(config.customers):
-        if model == _kernels.SBG:
+        if model == SBG:
             theta = rng.betavariate(alpha, beta)  # this customer's churn per renewal
         else:
             theta = float(args["churn_per_renewal"][j])
@@ -170,7 +170,7 @@ def python_simulate_trial(rng: random.Random, config: Config, args: dict, j: int
         for t in range(horizon):
             if t > 0:
                 if t % every == 0:  # a renewal: leave with the per-renewal probability
-                    if model == _kernels.CURVE:
+                    if model == CURVE:
                         n = t // every
                         before = survival[n - 1]
                         theta = 1.0 - survival[n] / before if before > 0 else 1.0
