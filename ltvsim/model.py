@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import betaln, ndtr, ndtri
+from scipy.special import ndtr, ndtri
 
 from . import _kernels
 from ._rng import stream_key, stream_uniforms
@@ -330,14 +330,8 @@ def expected_ltv(args: dict, horizon: int) -> dict[str, np.ndarray]:
     """
     t = np.arange(horizon)
     renewals = t // args["renewal_months"]
-    model = args["model"]
-    if model == SBG:
-        alpha, beta = args["alpha"][:, None], args["beta"][:, None]
-        survival = np.exp(betaln(alpha, beta + renewals) - betaln(alpha, beta))
-    elif model == CURVE:
-        survival = np.broadcast_to(args["curve_survival"][renewals], (len(args["arpa"]), horizon))
-    else:
-        survival = (1.0 - args["churn_per_renewal"][:, None]) ** renewals
+    # The table the kernel draws lifetimes from (see renewal_survival).
+    survival = args["renewal_survival"][:, renewals]
     survival = survival * np.where(renewals >= 1, 1.0 - args["first_renewal_churn"][:, None], 1.0)
     volatility_growth = np.exp(0.5 * args["volatility"][:, None] ** 2 * t)
     revenue = expected_level(args, t) * args["multiplier"] * volatility_growth * survival
