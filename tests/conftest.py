@@ -59,6 +59,16 @@ RICH = merge(
 del RICH["churn"]["monthly_rate"]
 
 
+def run_example(config: str, output, trials: int = 20, customers: int = 200):
+    """``ltvsim run CONFIG`` on a small size through the CLI (wide terminal); the result."""
+    from typer.testing import CliRunner
+
+    from ltvsim.cli import app
+
+    command = ["run", config, "--trials", str(trials), "--customers", str(customers)]
+    return CliRunner(env={"COLUMNS": "200"}).invoke(app, [*command, "-o", str(output)])
+
+
 def standard_error(values) -> float:
     """MC standard error of the mean of independent per-trial values."""
     values = np.asarray(values, dtype=float).ravel()

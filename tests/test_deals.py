@@ -20,7 +20,7 @@ from ltvsim.cli import app
 from ltvsim.config import ConfigError, key_spec, load_config
 from ltvsim.reference import purchase_reference_simulate
 
-from .conftest import Z, assert_mc_close, merge, standard_error
+from .conftest import Z, assert_mc_close, merge, run_example, standard_error
 
 # The seeds: ¥40,000 order × 50% margin × 6 per year × 5 years = ¥600,000.
 SEED_CASE = {
@@ -256,19 +256,7 @@ def test_cli_rejects_every_bad_key_with_exit_2(tmp_path):
 
 def test_cli_runs_the_b2b_example(tmp_path):
     output = tmp_path / "b2b.nc"
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(
-        app,
-        [
-            "run",
-            "configs/b2b-deals.toml",
-            "--trials",
-            "20",
-            "--customers",
-            "200",
-            "-o",
-            str(output),
-        ],
-    )
+    result = run_example("configs/b2b-deals.toml", output)
     assert result.exit_code == 0, result.output
     for label in ("ltv_gross_profit", "money in JPY", "payback > 18 months (slow)"):
         assert label in result.output

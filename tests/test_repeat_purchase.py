@@ -28,7 +28,7 @@ from ltvsim.config import ConfigError, key_spec, load_config
 from ltvsim.purchase_model import expected_paths, kernel_params
 from ltvsim.reference import purchase_reference_simulate
 
-from .conftest import Z, assert_mc_close, merge, standard_error
+from .conftest import Z, assert_mc_close, merge, run_example, standard_error
 
 R, ALPHA, A, B = 0.8, 4.0, 0.6, 3.4  # a < 1: eq. (9)'s prefactor is negative there
 P, Q, GAMMA = 4.0, 5.0, 60.0
@@ -374,19 +374,7 @@ def test_mixed_business_models_blend_per_acquired_customer():
 
 def test_cli_runs_the_ecommerce_example(tmp_path):
     output = tmp_path / "shop.nc"
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(
-        app,
-        [
-            "run",
-            "configs/ecommerce.toml",
-            "--trials",
-            "20",
-            "--customers",
-            "200",
-            "-o",
-            str(output),
-        ],
-    )
+    result = run_example("configs/ecommerce.toml", output)
     assert result.exit_code == 0, result.output
     for label in ("ltv_discounted", "payback_months", "LTV:CAC 3-5 (healthy)"):
         assert label in result.output
