@@ -1226,6 +1226,8 @@ def main(argv=None) -> int:
         help="instead: the soak test (benchmarks/soak.py: 200 runs in one process, RSS growth)",
     )
     args = parser.parse_args(argv)
+    if args.cli_ltvsim and not os.access(args.cli_ltvsim, os.X_OK):
+        parser.error(f"--cli-ltvsim: {args.cli_ltvsim} is not an executable file")
     if args.soak:
         from soak import main as soak
 
