@@ -246,8 +246,11 @@ def _first_month_reaching(gp_before, level_gp, cum_m, inverse, c2s, monotone, st
         if last >= target and inverse.shape[0] > 0:  # c2s == 0: first t with cum_m[t+1] >= x
             x = cum_m[start] + (target - gp_before) / level_gp
             cells = inverse.shape[0] - 1  # _inverse_table's step is cum_m[cells] / cells
-            found = max(start, inverse[min(int(x * cells / cum_m[cells]), cells)])
-            # The guess is a step or two off at most; settle it on the exact test.
+            found = max(start, inverse[min(int(x * (cells / cum_m[cells])), cells)])
+            # The guess is right or a month early in most cases: one step forward
+            # without a branch (a mispredicted one costs ~5 ns a customer), then
+            # settle it on the exact test, a step or two at most either way.
+            found += gp_before + level_gp * (cum_m[found + 1] - cum_m[start]) < target
             while found > start:
                 if gp_before + level_gp * (cum_m[found] - cum_m[start]) < target:
                     break
