@@ -54,6 +54,16 @@ def next_uniform(state):
 
 
 @njit(cache=True)
+def stream_keys(key, first, count):
+    """Keys of sub-streams ``first … first+count-1`` of stream ``key``."""
+    out = np.empty(count, np.uint64)
+    key = np.uint64(key)
+    for i in range(count):
+        out[i] = derive(key, first + i)
+    return out
+
+
+@njit(cache=True)
 def stream_uniforms(key, first, count):
     """One uniform for each index ``first … first+count-1`` of stream ``key``."""
     out = np.empty(count)

@@ -34,7 +34,7 @@ import numpy as np
 import xarray as xr
 from scipy.special import ndtri
 
-from ._rng import derive, stream_key, stream_uniforms
+from ._rng import stream_key, stream_keys, stream_uniforms
 from .config import Config, ConfigError, load_config, without_fixed_correlations
 from .dataset import band_quantiles
 from .model import cash_by_month, draw_inputs, kernel_inputs, per_renewal_churn
@@ -344,11 +344,12 @@ def _run_groups(config: Config, inputs: dict, groups: list[_Group]) -> dict[str,
 
     counts = np.concatenate([g.customers for g in groups]).astype(np.int64)
     unit_trial, unit_first, unit_count, starts = unit_layout(counts)
-    trial_keys = np.empty(len(counts), np.uint64)
-    for g, group in enumerate(groups):
-        key = stream_key(config.seed, "forecast", "customers", group.label)
-        for k in range(trials):
-            trial_keys[g * trials + k] = derive(key, k)
+    trial_keys = np.concatenate(
+        [
+            stream_keys(stream_key(config.seed, "forecast", "customers", g.label), 0, trials)
+            for g in groups
+        ]
+    )
     out = run_subscription_kernel(
         args, (unit_trial, unit_first, unit_count, trial_keys), starts, horizon
     )

@@ -18,7 +18,7 @@ import numba
 import numpy as np
 
 from . import _kernels, _purchase_kernel, purchase_model
-from ._rng import derive, stream_key
+from ._rng import stream_key, stream_keys
 from .analysis import mean_standard_error
 from .config import Config, ConfigError, Segment, load_config
 from .model import draw_inputs, kernel_inputs, retention_years
@@ -354,9 +354,7 @@ def _run_block(
     for path, values in inputs.items():
         run.inputs.setdefault(path, np.empty(config.trials))[first : first + count] = values
     customers_key = stream_key(config.seed, "customers", segment.name)
-    trial_keys = np.array(
-        [derive(customers_key, offset + first + j) for j in range(count)], np.uint64
-    )
+    trial_keys = stream_keys(customers_key, offset + first, count)
     unit_trial, unit_first, unit_count, starts = unit_layout(np.full(count, config.customers))
     units = (unit_trial, unit_first, unit_count, trial_keys)
     horizon = config.horizon_months
@@ -417,7 +415,7 @@ def run_subscription_kernel(args: dict, units, starts, horizon: int, month_by_mo
             retained,
             out["hist"],
         )
-    return {**_per_trial(out, starts), "retained": np.add.reduceat(retained, starts, axis=0)}
+    return {**_per_trial(out, starts), "retained": _by_trial(retained, starts)}
 
 
 def run_purchase_kernel(args: dict, units, starts, horizon: int) -> dict:
@@ -437,7 +435,7 @@ def run_purchase_kernel(args: dict, units, starts, horizon: int) -> dict:
             out["paid"],
             out["hist"],
         )
-    return {**_per_trial(out, starts), "orders": np.add.reduceat(orders, starts, axis=0)}
+    return {**_per_trial(out, starts), "orders": _by_trial(orders, starts)}
 
 
 def _unit_outputs(n_units: int, horizon: int) -> dict:
@@ -456,11 +454,18 @@ def _per_trial(out: dict, starts) -> dict:
     A trial's chunks are consecutive units: they are added in order.
     """
     return {
-        "alive": _alive(np.add.reduceat(out["ends"], starts, axis=0)),
-        "revenue": np.add.reduceat(out["revenue"], starts, axis=0),
-        "paid_first": np.add.reduceat(out["paid"], starts, axis=0),
+        "alive": _alive(_by_trial(out["ends"], starts)),
+        "revenue": _by_trial(out["revenue"], starts),
+        "paid_first": _by_trial(out["paid"], starts),
         "customer_hist": out["hist"].sum(axis=0),
     }
+
+
+def _by_trial(per_unit: np.ndarray, starts) -> np.ndarray:
+    """Rows of ``per_unit`` summed over each trial's units (consecutive, added in order)."""
+    if per_unit.shape[0] == len(starts):  # one unit a trial: nothing to add
+        return per_unit
+    return np.add.reduceat(per_unit, starts, axis=0)
 
 
 def _alive(ends: np.ndarray) -> np.ndarray:
