@@ -35,7 +35,8 @@ come from cumulative sums of ``M`` precomputed per trial (``cum_multiplier``,
 ``cum_cash_multiplier``), so a customer costs O(plan changes + years), not
 O(months). With volatility a customer's multiplier is its own, ``M(t) ×
 exp(sigma S_t)`` with ``S_t`` a sum of t normals: it is computed for the
-customer's months in a few array passes (the exponential as SIMD code) and
+customer's months in a few array passes (normals and exponential as SIMD
+code: month t's normal is a function of the path stream and t alone) and
 the same per-plan-change walk runs on it. ``_walk_months``, one month at a
 time, is the plain form of the model that tests compare both with; it
 consumes the same random numbers.
@@ -51,7 +52,7 @@ import numpy as np
 from numba import get_thread_id, njit, prange
 
 from ._fastmath import exp, float_bits
-from ._rng import derive, next_normal, next_uniform
+from ._rng import counter_normal, counter_normal_edge, derive, next_normal, next_uniform
 
 # Sub-streams of a customer.
 CHURN_STREAM, SIZE_STREAM, PATH_STREAM, EVENT_STREAM, SEAT_STREAM = 1, 2, 3, 4, 5
@@ -597,7 +598,9 @@ def _walk_months(
     for t in range(months):
         if t > 0:
             if vol > 0.0:
-                path, z = next_normal(path)
+                z = counter_normal(path, t)
+                if z != z:
+                    z = counter_normal_edge(path, t)
                 path_x *= math.exp(mu + vol * z)
             else:
                 path_x *= growth
@@ -725,14 +728,19 @@ def _own_multiplier(path, months, vol, m, cash_weights, own_m, cum_m, cum_cash_m
     """A volatile customer's multiplier for months ``0 … months-1`` and its cumulative sums.
 
     ``own_m[t] = m[t] × exp(vol × S_t)``, S_t the sum of the path stream's
-    first t normals (the trial's M carries the drift). Three passes, so the
-    middle one, the exponential, runs as SIMD code. Not inlined: it does
-    O(months) work a call, and inlining it made the first compile 4 s longer.
+    normals 1 … t (the trial's M carries the drift). In passes, so that the
+    normals (each a function of its month alone) and the exponential run as
+    SIMD code. Not inlined: it does O(months) work a call, and inlining it made
+    the first compile 4 s longer.
     """
+    for t in range(1, months):
+        own_m[t] = counter_normal(path, t)  # SIMD: NaN where the ziggurat needs more
     s = 0.0
     own_m[0] = 0.0
     for t in range(1, months):
-        path, z = next_normal(path)
+        z = own_m[t]
+        if z != z:
+            z = counter_normal_edge(path, t)
         s += z
         own_m[t] = s
     for t in range(months):

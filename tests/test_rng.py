@@ -41,8 +41,16 @@ def test_stream_keys_are_stable_across_processes_and_machines():
     assert _rng.stream_key(0, "x") != _rng.stream_key(0, "y")
 
 
-def test_ziggurat_normals():
-    z = _rng.normals(np.uint64(12345), 2_000_000)
+@pytest.mark.parametrize(
+    "draw",
+    [
+        _rng.normals,  # sequential: next_normal
+        lambda key, n: _rng.counter_normals(key, 0, n),  # number t from counter t
+    ],
+    ids=["sequential", "counter"],
+)
+def test_ziggurat_normals(draw):
+    z = draw(np.uint64(12345), 2_000_000)
     assert stats.kstest(z, "norm").pvalue > LEVEL
     n = z.size
     assert abs(z.mean()) < 4 / math.sqrt(n)
@@ -85,3 +93,16 @@ def test_uniform_never_reaches_one_or_zero():
         assert int(mix64(np.uint64((state + int(GOLDEN_GAMMA)) % 2**64))) == top_bits
         _, u = next_uniform(np.uint64(state))
         assert 0.0 < u < 1.0, u
+
+
+def test_counter_normals_depend_on_their_counter_only():
+    """Number t is the same whichever slice it is drawn in, edge cases included."""
+    key = _rng.stream_key(3, "path")
+    z = _rng.counter_normals(key, 0, 20_000)
+    np.testing.assert_array_equal(_rng.counter_normals(key, 7_000, 50), z[7_000:7_050])
+    # a draw leaves its layer's rectangle with probability 1 - ratio (2.76% on average)
+    # and takes the edge route: that route runs, as often as it should
+    edge = np.array([np.isnan(_rng.counter_normal(key, t)) for t in range(20_000)])
+    expected = edge.size * (1 - _rng._ZIG_RATIO.mean())
+    assert abs(edge.sum() - expected) < 4 * math.sqrt(expected)
+    assert np.isfinite(z).all()
