@@ -37,7 +37,9 @@ def test_exp_within_one_ulp_over_its_range():
             rng.normal(0.0, 0.1, 200_000),  # a month's volatility
             rng.normal(0.0, 5.0, 200_000),
             rng.uniform(-708.0, 709.0, 200_000),
-            np.arange(-708, 710) * np.log(2.0) / 2,  # edges of the range reduction
+            # around the edges of the range reduction, (n + 1/2) ln2/32, and on its grid
+            np.arange(-65400, 65500) * np.log(2.0) / 64,
+            np.arange(-65400, 65500) * np.log(2.0) / 64 * (1 + 2e-16),
         ]
     )
     x = x[(x >= -708.0) & (x <= 709.0)]
