@@ -674,6 +674,7 @@ def sensitivity(
 
     Example: ltvsim sensitivity configs/saas.toml --swing 0.2 --trials 500 --plot tornado.png
     """
+    from .config import load_config
     from .scenarios import default_levers, rank_sensitivity
     from .scenarios import sensitivity as run_sensitivity
     from .simulate import simulate
@@ -681,10 +682,11 @@ def sensitivity(
     if not 0 < swing < 1:
         raise _fail(f"--swing must be in (0, 1), got {swing}")
     try:
-        ds = simulate(config, trials=trials, customers=customers, seed=seed, threads=threads)
+        settings = load_config(config)  # once: the base run, the levers and the tornado share it
+        ds = simulate(settings, trials=trials, customers=customers, seed=seed, threads=threads)
         tornado = run_sensitivity(
-            config,
-            levers=default_levers(swing, config),
+            settings,
+            levers=default_levers(swing, settings),
             trials=trials,
             customers=customers,
             seed=seed,
