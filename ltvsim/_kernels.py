@@ -52,7 +52,7 @@ import numpy as np
 from numba import get_thread_id, njit, prange
 
 from ._fastmath import exp, float_bits
-from ._rng import counter_normal, counter_normal_edge, derive, next_normal, next_uniform
+from ._rng import counter_normal, derive, finish_counter_normal, next_normal, next_uniform
 
 # Sub-streams of a customer.
 CHURN_STREAM, SIZE_STREAM, PATH_STREAM, EVENT_STREAM, SEAT_STREAM = 1, 2, 3, 4, 5
@@ -598,9 +598,7 @@ def _walk_months(
     for t in range(months):
         if t > 0:
             if vol > 0.0:
-                z = counter_normal(path, t)
-                if z != z:
-                    z = counter_normal_edge(path, t)
+                z = finish_counter_normal(path, t, counter_normal(path, t))
                 path_x *= math.exp(mu + vol * z)
             else:
                 path_x *= growth
@@ -738,10 +736,7 @@ def _own_multiplier(path, months, vol, m, cash_weights, own_m, cum_m, cum_cash_m
     s = 0.0
     own_m[0] = 0.0
     for t in range(1, months):
-        z = own_m[t]
-        if z != z:
-            z = counter_normal_edge(path, t)
-        s += z
+        s += finish_counter_normal(path, t, own_m[t])
         own_m[t] = s
     for t in range(months):
         own_m[t] = m[t] * exp(vol * own_m[t])

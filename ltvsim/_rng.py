@@ -165,7 +165,7 @@ def counter_normal(key, t):
 
     A pure function of (key, t) without a branch, so a loop over t runs as SIMD
     code, where ``next_normal``'s state carries from one draw to the next. Where
-    it returns NaN, ``counter_normal_edge(key, t)`` gives the number.
+    it returns NaN, ``finish_counter_normal`` gives the number.
     """
     i, u = _counter_draw(key, t)
     return u * _ZIG_X[i] if abs(u) < _ZIG_RATIO[i] else math.nan
@@ -182,6 +182,16 @@ def counter_normal_edge(key, t):
     return _normal_edge(derive(key, t), u, i)[1]
 
 
+@njit(inline="always", cache=True)
+def finish_counter_normal(key, t, z):
+    """Normal number ``t`` of stream ``key``, given ``z = counter_normal(key, t)``.
+
+    ``z`` itself, or, where it is NaN, the edge draw. A separate step so that
+    a loop of ``counter_normal`` alone can run as SIMD code first.
+    """
+    return z if z == z else counter_normal_edge(key, t)
+
+
 @njit(cache=True)
 def counter_normals(key, first, count):
     """Normal numbers ``first … first+count-1`` of stream ``key`` (for tests)."""
@@ -189,8 +199,7 @@ def counter_normals(key, first, count):
     for k in range(count):
         out[k] = counter_normal(key, first + k)
     for k in range(count):
-        if np.isnan(out[k]):
-            out[k] = counter_normal_edge(key, first + k)
+        out[k] = finish_counter_normal(key, first + k, out[k])
     return out
 
 
