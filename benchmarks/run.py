@@ -145,7 +145,7 @@ SCALE_CUSTOMERS = [10**2, 10**3, 10**4, 10**5, 10**6]  # trials = max(2, 10^6 / 
 SCALE_CUSTOMER_WORK = 10**6  # customers x trials per point
 SCALE_HORIZONS = [12, 60, 120, 300, 600]  # at 500 trials x 1,000 customers
 HORIZON_TRIALS = 500
-THREAD_TRIALS = 500  # sBG model, x 1,000 customers
+THREAD_TRIALS = 1000  # sBG model, x 1,000 customers: ~0.6 s a call on 2 threads
 MEMORY_CUSTOMERS = [10**3, 10**4, 10**5, 10**6]
 MEMORY_TRIALS = 2
 
@@ -383,42 +383,59 @@ def rng_rate(rng: dict, kind: str, threads: int) -> float:
 
 
 def random_numbers_needed(config, ds) -> dict:
-    """Expected numbers of draws the model needs, summed over trials and segments.
+    """Expected numbers of draws, summed over trials and segments, two ways.
 
-    Per customer, with L its months active within the horizon (mean from
-    ``lifetime_months``): churn 1 uniform (+ 1 Beta(alpha, beta) for sBG, + 1
-    uniform with a first-renewal spike);
-    starting size 1 normal if arpa_cv > 0; volatility L - 1 normals if
-    annual_volatility > 0; plan changes, p = upsell + downgrade probability
-    > 0: 1 uniform for the first gap + 2 per change (which one, next gap),
-    p (L - 1) changes expected.
+    ``"as_written"``, the model month by month as DOMAIN.md states it (issue 5's
+    limit): per customer, 1 Beta(alpha, beta) churn probability under sBG; 1
+    uniform (a Bernoulli) at every renewal it reaches within the horizon
+    (renewal k is reached by those alive in month k - 1: survival summed);
+    starting size 1 normal if arpa_cv > 0; volatility 1 normal for each month
+    after the first if annual_volatility > 0; plan changes 1 uniform for each
+    month after the first (none, upsell or downgrade) if their probability > 0.
+
+    ``"per_customer"``, what is left once each lifetime and each gap between
+    plan changes is drawn in one go (the kernel's approach, stricter): churn 1
+    uniform (+ 1 Beta for sBG, which the kernel also skips; + 1 uniform with a
+    first-renewal spike); plan changes 1 uniform for the first gap + 2 per
+    change (which one, next gap), p (L - 1) changes expected; sizes and
+    volatility as above. L is the mean months active within the horizon
+    (``lifetime_months``, per trial).
     """
     from ltvsim.model import draw_inputs
 
     n = config.customers
-    normals = uniforms = 0.0
-    betas: dict[str, float] = {}
+    counts = {
+        way: {"normal": 0.0, "uniform": 0.0, "beta": {}} for way in ("as_written", "per_customer")
+    }
+    written, strict = counts["as_written"], counts["per_customer"]
     for segment in config.segments:
         inputs = draw_inputs(config, segment, 0, config.trials)
         months = ds.lifetime_months.sel(segment=segment.name).values  # L per trial
+        survival = ds.survival.sel(segment=segment.name).transpose("trial", "period").values
         trials = len(months)
-        uniforms += n * trials
+        renewal = segment["churn.renewal_months"]
+        written["uniform"] += n * float(survival[:, renewal - 1 : -1 : renewal].sum())
+        strict["uniform"] += n * trials
         if segment["churn.first_renewal_churn"] != 0:
-            uniforms += n * trials  # upper bound: only customers reaching a renewal draw it
+            strict["uniform"] += n * trials  # upper bound: only customers reaching a renewal
         if segment["churn.model"] == "sbg":
             pair = tuple(
                 float(f"{value_mean(segment[p]):.4g}") for p in ("churn.alpha", "churn.beta")
             )
-            betas[beta_kind(*pair)] = betas.get(beta_kind(*pair), 0.0) + n * trials
-        normals += n * np.count_nonzero(inputs["revenue.arpa_cv"] > 0)
+            for way in counts.values():
+                way["beta"][beta_kind(*pair)] = way["beta"].get(beta_kind(*pair), 0.0) + n * trials
+        sizes = n * np.count_nonzero(inputs["revenue.arpa_cv"] > 0)
         volatile = inputs["expansion.annual_volatility"] > 0
-        normals += n * float(((months - 1) * volatile).sum())
+        monthly = n * float(((months - 1) * volatile).sum())
         p = (
             inputs["expansion.upsell_monthly_probability"]
             + inputs["expansion.downgrade_monthly_probability"]
         )
-        uniforms += n * float(((p > 0) * (1 + 2 * p * (months - 1))).sum())
-    return {"normal": float(normals), "uniform": float(uniforms), "beta": betas}
+        for way in counts.values():
+            way["normal"] += sizes + monthly
+        written["uniform"] += n * float(((p > 0) * (months - 1)).sum())
+        strict["uniform"] += n * float(((p > 0) * (1 + 2 * p * (months - 1))).sum())
+    return counts
 
 
 def random_number_limit(needed: dict, work: float, rng: dict, threads: int) -> dict:
@@ -530,7 +547,10 @@ def measure_model(model: Model, divisor: int, repeats: int, rng: dict) -> dict:
     threads = numba.get_num_threads()
     kernel_config = config.with_overrides({"simulation.trials": trials})
     needed = random_numbers_needed(kernel_config, out["kernel"])
-    limit = random_number_limit(needed, work["kernel"], rng, threads)
+    limits = {
+        way: random_number_limit(counts, work["kernel"], rng, threads)
+        for way, counts in needed.items()
+    }
     k = timings["kernel"]["per_s"]
     engine = timings["engine"]["per_s"]
     return {
@@ -543,9 +563,10 @@ def measure_model(model: Model, divisor: int, repeats: int, rng: dict) -> dict:
         **timings,
         "kernel_over_numpy": k / timings["numpy"]["per_s"],
         "kernel_over_python": k / timings["python"]["per_s"],
-        "random_number_limit": limit,
-        "kernel_over_random_number_limit": k / limit["per_s"],
-        "engine_over_random_number_limit": engine / limit["per_s"],
+        # "as_written" is the issue's limit; "per_customer" the stricter one
+        "random_number_limits": limits,
+        "kernel_over_random_number_limit": {w: k / lim["per_s"] for w, lim in limits.items()},
+        "engine_over_random_number_limit": {w: engine / lim["per_s"] for w, lim in limits.items()},
     }
 
 
@@ -611,9 +632,14 @@ def measure_threads(divisor: int, repeats: int) -> dict:
         n: (lambda n=n: ltvsim.simulate(config, trials=trials, customers=customers, threads=n))
         for n in (1, 2)
     }
-    seconds, out, _ = interleaved("threads", fns, repeats)
+    # Twice the repeats: a call is short, and a pair is what the target is judged on.
+    seconds, out, _ = interleaved("threads", fns, 2 * repeats)
     work = alive_customer_months(out[1], customers)
     one, two = summarize(seconds[1], work), summarize(seconds[2], work)
+    # Each repeat times 1 and then 2 threads back to back: the ratio within a pair
+    # cancels the machine's slow drifts between its speed levels, which the ratio
+    # of the two medians does not.
+    paired = [t1 / (2 * t2) for t1, t2 in zip(seconds[1], seconds[2], strict=True)]
     return {
         "model": SCALING_MODEL,
         "trials": trials,
@@ -622,7 +648,9 @@ def measure_threads(divisor: int, repeats: int) -> dict:
         "threads_1": one,
         "threads_2": two,
         "speedup": one["median_s"] / two["median_s"],
-        "efficiency": one["median_s"] / (2 * two["median_s"]),
+        "efficiency_of_medians": one["median_s"] / (2 * two["median_s"]),
+        "efficiency_paired": paired,
+        "efficiency": statistics.median(paired),
     }
 
 
@@ -917,11 +945,11 @@ def target_rows(results: dict) -> list[dict]:
     for m in results.get("models", []):
         # The kernel's throughput: the engine (inputs, kernel, per-trial sums), not the
         # result Dataset's bands, which cost the same per trial whatever the kernel does.
-        value = m["engine_over_random_number_limit"]
+        value = m["engine_over_random_number_limit"]["as_written"]
         goal = TARGETS["over_rng_limit"]
         rows.append(
             {
-                "target": f"engine ÷ random-number limit, {m['name']}",
+                "target": f"engine ÷ random-number limit (model as written), {m['name']}",
                 "goal": f"≥ {goal:g}×",
                 "measured": f"{value:.2f}×",
                 "pass": value >= goal,
@@ -1015,30 +1043,49 @@ def markdown(results: dict) -> str:
             "Throughput in millions of alive customer-months per second (M/s), "
             "compile excluded; ratios are simulate()'s rate over the other's. The engine is "
             "simulate() without building the result Dataset (simulate.run_segments: inputs, "
-            "kernel, per-trial sums); its rate is the kernel's throughput compared with the "
-            "random-number limit.",
+            "kernel, per-trial sums).",
             "",
             "| model | simulate(): trials × customers | mean lifetime | simulate() M/s "
-            "(spread) | numpy twin M/s (trials) | ÷ numpy | plain Python M/s | ÷ Python | "
-            "draws / customer-month (normal + uniform + beta) | random-number limit M/s | "
-            "simulate() ÷ limit | engine M/s | engine ÷ limit |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "(spread) | engine M/s | numpy twin M/s (trials) | ÷ numpy | plain Python M/s | "
+            "÷ Python |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in results["models"]:
-            k, npy, py, lim = r["kernel"], r["numpy"], r["python"], r["random_number_limit"]
+            k, npy, py = r["kernel"], r["numpy"], r["python"]
             lines.append(
                 f"| {r['name']} | {k['trials']:,} × {r['customers']:,} | "
                 f"{k['lifetime_months_mean']:.1f} mo | {millions(k['per_s'])} "
-                f"(±{50 * k['spread']:.0f}%) | {millions(npy['per_s'])} ({npy['trials']}) | "
+                f"(±{50 * k['spread']:.0f}%) | {millions(r['engine']['per_s'])} | "
+                f"{millions(npy['per_s'])} ({npy['trials']}) | "
                 f"{r['kernel_over_numpy']:.0f}× | {py['per_s'] / 1e6:.2f} | "
-                f"{r['kernel_over_python']:.0f}× | {lim['draws_per_customer_month']:.3f} "
-                f"({lim['normals_per_customer_month']:.3f} + "
-                f"{lim['uniforms_per_customer_month']:.3f} + "
-                f"{lim['betas_per_customer_month']:.3f}) | {millions(lim['per_s'])} | "
-                f"{r['kernel_over_random_number_limit']:.2f}× | "
-                f"{millions(r['engine']['per_s'])} | "
-                f"{r['engine_over_random_number_limit']:.2f}× |"
+                f"{r['kernel_over_python']:.0f}× |"
             )
+        lines += [
+            "",
+            "Random-number limits: the rate (M/s of alive customer-months) at which numpy "
+            "could merely draw the numbers, *as written* (the model month by month: a "
+            "Bernoulli per renewal, a normal and a plan-change draw per month; the "
+            "issue's limit and target) and *per customer* (each lifetime and gap drawn in "
+            "one go, as the kernel does: stricter). Draws per customer-month are normal + "
+            "uniform + beta.",
+            "",
+            "| model | as written: draws / customer-month | limit M/s | engine ÷ limit | "
+            "per customer: draws / customer-month | limit M/s | engine ÷ limit |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in results["models"]:
+            cells = [r["name"]]
+            for way in ("as_written", "per_customer"):
+                lim = r["random_number_limits"][way]
+                cells += [
+                    f"{lim['draws_per_customer_month']:.3f} "
+                    f"({lim['normals_per_customer_month']:.3f} + "
+                    f"{lim['uniforms_per_customer_month']:.3f} + "
+                    f"{lim['betas_per_customer_month']:.3f})",
+                    millions(lim["per_s"]),
+                    f"{r['engine_over_random_number_limit'][way]:.2f}×",
+                ]
+            lines.append("| " + " | ".join(cells) + " |")
     if "rng" in results:
         rng = results["rng"]
         n = rng["threads"]
@@ -1090,7 +1137,10 @@ def markdown(results: dict) -> str:
                 f"| 1 | {t['threads_1']['median_s']:.2f} | {millions(t['threads_1']['per_s'])} | "
                 f"{t['trials']:,} × {t['customers']:,} |",
                 f"| 2 | {t['threads_2']['median_s']:.2f} | {millions(t['threads_2']['per_s'])} | "
-                f"speedup {t['speedup']:.2f}, efficiency t1 / (2 t2) = {t['efficiency']:.0%} |",
+                f"speedup {t['speedup']:.2f}; efficiency t1 / (2 t2): median of the "
+                f"{len(t['efficiency_paired'])} pairs {t['efficiency']:.0%} (range "
+                f"{min(t['efficiency_paired']):.0%}–{max(t['efficiency_paired']):.0%}), "
+                f"of the medians {t['efficiency_of_medians']:.0%} |",
             ]
     mem = results.get("memory")
     if mem:
