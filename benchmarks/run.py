@@ -1005,6 +1005,8 @@ def target_rows(results: dict) -> list[dict]:
                 "pass": value < goal,
             }
         )
+    for row in rows:  # numpy's bools are not JSON
+        row["pass"] = None if row["pass"] is None else bool(row["pass"])
     return rows
 
 
