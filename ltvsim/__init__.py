@@ -15,6 +15,7 @@ except PackageNotFoundError:  # running from a source tree
 
 from .analysis import band_probabilities, probability, summarize, summary_table, tail_risk
 from .config import Config, ConfigError, load_config
+from .datafile import DataError
 
 # Not lazy like the fits: a lazily loaded submodule named like the function
 # would replace the function on ``ltvsim`` when first imported.
@@ -38,6 +39,7 @@ def __getattr__(name: str):
 __all__ = [
     "Config",
     "ConfigError",
+    "DataError",
     "__version__",
     "band_probabilities",
     "compare",

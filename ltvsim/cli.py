@@ -34,6 +34,7 @@ from .analysis import (
     unbounded_warning,
 )
 from .config import ConfigError, read_toml
+from .datafile import DataError
 from .distributed import ClusterError
 from .distributions import DistributionError
 from .io import ResultFileError, is_zarr, open_result, write_result
@@ -45,7 +46,14 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-USER_ERRORS = (ConfigError, DistributionError, ResultFileError, FileNotFoundError, ClusterError)
+USER_ERRORS = (
+    ConfigError,
+    DataError,
+    DistributionError,
+    ResultFileError,
+    FileNotFoundError,
+    ClusterError,
+)
 
 
 class Format(StrEnum):
@@ -353,7 +361,6 @@ def fit_command(
     Example: ltvsim fit examples/events.csv -o fitted.toml && ltvsim run fitted.toml
     """
     from .events import fit_events, to_toml
-    from .fit import DataError
     from .io import atomic_write
 
     output = output or Path(events.stem + "-fitted.toml")
@@ -361,7 +368,7 @@ def fit_command(
         fitted = fit_events(events, renewal_months=renewal_months)
         text = to_toml(fitted.to_config(), fitted.header())
         atomic_write(output, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-    except (*USER_ERRORS, DataError) as exc:
+    except USER_ERRORS as exc:
         raise _fail(str(exc)) from None
     rows = [
         {"segment": s.name, "parameter": name, "estimate": value, "se": _float(se)}
@@ -970,7 +977,7 @@ def forecast_command(
 
     Example: ltvsim forecast co.toml --base base.csv --plan plan.csv -o f.nc --chart f.png
     """
-    from .forecast import ForecastDataError, forecast, read_base, read_plan
+    from .forecast import forecast, read_base, read_plan
     from .forecast import value_base as base_valuation
 
     output = output or Path(f"{config.stem}-forecast.nc")
@@ -985,7 +992,7 @@ def forecast_command(
         if value_base:
             valuation = base_valuation(config, customers, trials=trials, seed=seed)
         write_result(ds, output)
-    except (*USER_ERRORS, ForecastDataError) as exc:
+    except USER_ERRORS as exc:
         raise _fail(str(exc)) from None
     if chart is not None:
         _save_chart(chart, lambda charts: charts.forecast_chart(ds))

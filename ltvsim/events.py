@@ -45,7 +45,6 @@ Costs, CAC, margin and discount rate are not in a log and keep their defaults
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import math
 import tomllib
@@ -56,7 +55,8 @@ from pathlib import Path
 import numpy as np
 
 from .config import RESERVED_SEGMENT, load_config
-from .fit import DataError, FitError, SBGFit, fit_sbg
+from .datafile import DataError, read_csv_rows
+from .fit import FitError, SBGFit, fit_sbg
 
 __all__ = ["EventsFit", "SegmentFit", "fit_events", "read_events", "to_toml"]
 
@@ -251,23 +251,11 @@ def read_events(source) -> tuple[list[Event], str]:
         segment.
     """
     if isinstance(source, str | Path):
-        path = Path(source)
-        if not path.is_file():
-            raise DataError(f"event log not found: {path}")
-        try:
-            with path.open(newline="", encoding="utf-8-sig") as handle:
-                reader = csv.DictReader(handle)
-                if reader.fieldnames is not None:  # " date" is the date column
-                    reader.fieldnames = [name.strip() for name in reader.fieldnames]
-                header = reader.fieldnames
-                rows = list(enumerate(reader, start=2))
-        except UnicodeDecodeError:
-            raise DataError(f"{path} is not a CSV text file (not UTF-8)") from None
-        except (OSError, csv.Error) as exc:
-            raise DataError(f"cannot read {path}: {exc}") from None
-        described, where = str(path), "row"
-        if header is None:
-            raise DataError(f"{path} is empty; expected a header {','.join(COLUMNS)}[,segment]")
+        hint = f"{','.join(COLUMNS)}[,segment]"
+        header, body = read_csv_rows(source, "event log", hint)
+        # as csv.DictReader gives them: a row's extra cells in a list under the key None
+        rows = [(row, _record(header, cells)) for row, cells in body]
+        described, where = str(source), "row"
     elif isinstance(source, Iterable) and not isinstance(source, Mapping):
         records = list(source)
         if not all(isinstance(r, Mapping) for r in records):
@@ -283,6 +271,13 @@ def read_events(source) -> tuple[list[Event], str]:
     events = [_parse_row(row, values, where) for row, values in rows]
     _check_histories(events, where)
     return events, described
+
+
+def _record(header: list[str], cells: list[str]) -> dict:
+    record = dict(zip(header, cells, strict=False))
+    if len(cells) > len(header):
+        record[None] = cells[len(header) :]
+    return record
 
 
 def _check_columns(header, described: str) -> None:
@@ -303,7 +298,7 @@ def _parse_row(row: int, values: Mapping, where: str) -> Event:
         value = values.get(column)
         return "" if value is None else str(value).strip()
 
-    if None in values:  # csv puts extra fields of a row under the key None
+    if None in values:  # a CSV row's cells beyond the header (see _record)
         raise DataError(f"{where} {row}: more fields than the header's columns")
     customer = cell("customer_id")
     if not customer:

@@ -34,6 +34,7 @@ from scipy import optimize
 from scipy.special import betaln, digamma, gammaln, ndtri, zeta
 
 from . import formulas
+from .datafile import DataError  # raised for data a model cannot be fitted to
 
 __all__ = [
     "BGNBDFit",
@@ -45,10 +46,6 @@ __all__ = [
     "fit_gamma_gamma",
     "fit_sbg",
 ]
-
-
-class DataError(ValueError):
-    """Data a model cannot be fitted to; the message names the argument, the value and why."""
 
 
 class FitError(RuntimeError):

@@ -25,10 +25,8 @@ which every customer of the base is active and pays (payments in advance).
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import xarray as xr
@@ -36,6 +34,7 @@ from scipy.special import ndtri
 
 from ._rng import stream_key, stream_keys, stream_uniforms
 from .config import Config, ConfigError, load_config, without_fixed_correlations
+from .datafile import DataError, read_csv_rows
 from .dataset import band_quantiles
 from .model import cash_by_month, draw_inputs, kernel_inputs, per_renewal_churn
 from .simulate import run_subscription_kernel, unit_layout
@@ -44,7 +43,6 @@ __all__ = [
     "QUANTILES",
     "AcquisitionPlan",
     "CustomerBase",
-    "ForecastDataError",
     "forecast",
     "read_base",
     "read_plan",
@@ -55,10 +53,6 @@ __all__ = [
 # Quantiles of the bands: the 80% band is (0.1, 0.9), the 95% band (0.025, 0.975).
 QUANTILES = (0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975)
 BANDS = {0.8: (0.1, 0.9), 0.95: (0.025, 0.975)}
-
-
-class ForecastDataError(ValueError):
-    """A customer base or acquisition plan that cannot be used; the message names the column."""
 
 
 # --- inputs ---------------------------------------------------------------------
@@ -90,11 +84,11 @@ class CustomerBase:
         for name in ("tenure_months", "customers", "mrr_per_customer"):
             values = np.atleast_1d(np.asarray(getattr(self, name), dtype=float))
             if values.ndim != 1:
-                raise ForecastDataError(f"{name}: expected one value per tenure group")
+                raise DataError(f"{name}: expected one value per tenure group")
             columns[name] = values
         sizes = {len(v) for v in columns.values()}
         if len(sizes) != 1 or 0 in sizes:
-            raise ForecastDataError(
+            raise DataError(
                 "tenure_months, customers and mrr_per_customer need the same, non-zero length"
             )
         for name, values in columns.items():
@@ -103,10 +97,10 @@ class CustomerBase:
             if bad.any():
                 i = int(np.argmax(bad))
                 kind = "a whole number >= 0" if whole else "a number >= 0"
-                raise ForecastDataError(f"{name}[{i}] = {values[i]:g}: must be {kind}")
+                raise DataError(f"{name}[{i}] = {values[i]:g}: must be {kind}")
         tenure = columns["tenure_months"].astype(np.int64)
         if len(np.unique(tenure)) != len(tenure):
-            raise ForecastDataError("tenure_months: each tenure may appear only once")
+            raise DataError("tenure_months: each tenure may appear only once")
         object.__setattr__(self, "tenure_months", tenure)
         object.__setattr__(self, "customers", columns["customers"].astype(np.int64))
         object.__setattr__(self, "mrr_per_customer", columns["mrr_per_customer"])
@@ -140,74 +134,63 @@ class AcquisitionPlan:
         month = np.atleast_1d(np.asarray(self.month, dtype=float))
         new = np.atleast_1d(np.asarray(self.new_customers, dtype=float))
         if month.ndim != 1 or month.shape != new.shape:
-            raise ForecastDataError("month and new_customers need the same length")
+            raise DataError("month and new_customers need the same length")
         bad = ~np.isfinite(month) | (month < 0) | (month != np.round(month))
         if bad.any():
             i = int(np.argmax(bad))
-            raise ForecastDataError(f"month[{i}] = {month[i]:g}: must be a whole number >= 0")
+            raise DataError(f"month[{i}] = {month[i]:g}: must be a whole number >= 0")
         bad = ~np.isfinite(new) | (new < 0)
         if bad.any():
             i = int(np.argmax(bad))
-            raise ForecastDataError(f"new_customers[{i}] = {new[i]:g}: must be a number >= 0")
+            raise DataError(f"new_customers[{i}] = {new[i]:g}: must be a number >= 0")
         if len(np.unique(month)) != len(month):
-            raise ForecastDataError("month: each month may appear only once")
+            raise DataError("month: each month may appear only once")
         if isinstance(self.cv, bool) or not (math.isfinite(self.cv) and 0 <= self.cv <= 10):
-            raise ForecastDataError(f"cv = {self.cv!r}: must be a number in [0, 10]")
+            raise DataError(f"cv = {self.cv!r}: must be a number in [0, 10]")
         object.__setattr__(self, "month", month.astype(np.int64))
         object.__setattr__(self, "new_customers", new)
 
 
 def read_base(path) -> CustomerBase:
     """Read a customer base CSV with columns ``tenure_months,customers,mrr_per_customer``."""
-    columns = _read_csv(path, ("tenure_months", "customers", "mrr_per_customer"))
+    columns = _read_csv(path, "customer base", ("tenure_months", "customers", "mrr_per_customer"))
     try:
         return CustomerBase(**columns)
-    except ForecastDataError as exc:
-        raise ForecastDataError(f"{path}: {exc}") from None
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from None
 
 
 def read_plan(path, cv: float = 0.0) -> AcquisitionPlan:
     """Read an acquisition plan CSV with columns ``month,new_customers``."""
-    columns = _read_csv(path, ("month", "new_customers"))
+    columns = _read_csv(path, "acquisition plan", ("month", "new_customers"))
     try:
         return AcquisitionPlan(columns["month"], columns["new_customers"], cv)
-    except ForecastDataError as exc:
-        raise ForecastDataError(f"{path}: {exc}") from None
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from None
 
 
-def _read_csv(path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+def _read_csv(path, what: str, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     """The named numeric columns of a small CSV file; a one-line error for anything wrong."""
-    path = Path(path)
-    if not path.is_file():
-        raise ForecastDataError(f"file not found: {path}")
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:  # a spreadsheet's BOM
-            rows = list(csv.reader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ForecastDataError(f"{path}: cannot read as a CSV file ({exc})") from None
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
-    if not rows:
-        raise ForecastDataError(f"{path}: empty; expected a header {','.join(names)}")
-    header = [cell.strip() for cell in rows[0]]
+    header, body = read_csv_rows(path, what, ",".join(names))
     missing = [n for n in names if n not in header]
     if missing:
-        raise ForecastDataError(
+        raise DataError(
             f"{path}: missing column {missing[0]!r}; expected the header {','.join(names)}, "
             f"got {','.join(header)}"
         )
-    if len(rows) < 2:
-        raise ForecastDataError(f"{path}: no data rows below the header")
+    if not body:
+        raise DataError(f"{path}: no data rows below the header")
     out = {}
     for name in names:
         j = header.index(name)
         values = []
-        for line, row in enumerate(rows[1:], start=2):
-            cell = row[j].strip() if j < len(row) else ""
+        for row, cells in body:
+            cell = cells[j].strip() if j < len(cells) else ""
             try:
                 values.append(float(cell))
             except ValueError:
-                raise ForecastDataError(
-                    f"{path}, line {line}, column {name}: expected a number, got {cell!r}"
+                raise DataError(
+                    f"{path}, row {row}, column {name}: expected a number, got {cell!r}"
                 ) from None
         out[name] = np.array(values)
     return out
@@ -374,7 +357,7 @@ def _base_groups(config: Config, base: CustomerBase, trials: int) -> list[_Group
     off = base.tenure_months % renewal
     if off.any():
         i = int(np.argmax(off != 0))
-        raise ForecastDataError(
+        raise DataError(
             f"tenure_months[{i}] = {base.tenure_months[i]}: with renewals every {renewal} "
             "months the base's tenures must be multiples of it (customers at the start of a "
             "contract period)"
@@ -605,7 +588,7 @@ def forecast(
     if isinstance(months, bool) or not isinstance(months, int) or not 1 <= months <= 1200:
         raise ConfigError(f"must be a whole number in [1, 1200], got {months!r}", "months")
     if base is None and plan is None:
-        raise ForecastDataError("give a customer base, an acquisition plan or both")
+        raise DataError("give a customer base, an acquisition plan or both")
     quantiles = _quantiles(quantiles)
     config = _prepare(config, fit, trials, seed, months)
     n_trials = config.trials

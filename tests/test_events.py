@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 import ltvsim
 from ltvsim.cli import app
+from ltvsim.datafile import DataError
 from ltvsim.events import fit_events, read_events, to_toml
-from ltvsim.fit import DataError
 
 from .conftest import Z
 

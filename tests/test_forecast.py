@@ -16,10 +16,10 @@ from scipy.special import betaln
 
 from ltvsim import formulas
 from ltvsim.config import ConfigError
+from ltvsim.datafile import DataError
 from ltvsim.forecast import (
     AcquisitionPlan,
     CustomerBase,
-    ForecastDataError,
     forecast,
     read_base,
     read_plan,
@@ -267,27 +267,27 @@ def test_read_base_and_plan(tmp_path):
         ("", "empty"),
         ("tenure_months,customers\n1,2\n", "missing column 'mrr_per_customer'"),
         ("tenure_months,customers,mrr_per_customer\n", "no data rows"),
-        ("tenure_months,customers,mrr_per_customer\n1,x,3\n", "line 2, column customers"),
+        ("tenure_months,customers,mrr_per_customer\n1,x,3\n", "row 2, column customers"),
         ("tenure_months,customers,mrr_per_customer\n1,-2,3\n", "customers[0] = -2: must be"),
         ("tenure_months,customers,mrr_per_customer\n1.5,2,3\n", "tenure_months[0] = 1.5"),
         ("tenure_months,customers,mrr_per_customer\n1,2,3\n1,4,5\n", "only once"),
     ],
 )
 def test_bad_base_file_is_one_clear_error(tmp_path, text, message):
-    with pytest.raises(ForecastDataError, match=None) as info:
+    with pytest.raises(DataError, match=None) as info:
         read_base(write(tmp_path, "b.csv", text))
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
 def test_bad_inputs(tmp_path):
-    with pytest.raises(ForecastDataError, match="file not found"):
+    with pytest.raises(DataError, match="acquisition plan not found"):
         read_plan(tmp_path / "missing.csv")
-    with pytest.raises(ForecastDataError, match="cv = -1"):
+    with pytest.raises(DataError, match="cv = -1"):
         AcquisitionPlan([0], [1.0], cv=-1)
-    with pytest.raises(ForecastDataError, match="month\\[0\\]"):
+    with pytest.raises(DataError, match="month\\[0\\]"):
         AcquisitionPlan([-1], [1.0])
     base = CustomerBase([6], [10], [1.0])
-    with pytest.raises(ForecastDataError, match="multiples of it"):
+    with pytest.raises(DataError, match="multiples of it"):
         forecast(sbg_config(renewal=12), base, months=3)
     curve = sbg_config()
     curve["churn"] = {"model": "curve", "monthly_rates": [0.1, 0.05]}
