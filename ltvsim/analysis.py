@@ -14,7 +14,7 @@ import re
 import numpy as np
 import xarray as xr
 
-from .dataset import band_quantiles
+from .dataset import band_quantiles, has_costs_below_gross_profit
 
 # DOMAIN.md: business benchmarks. (label, low, high): low < x <= high for payback,
 # low <= x < high for LTV:CAC.
@@ -54,7 +54,7 @@ def summary_variables(ds: xr.Dataset) -> tuple[str, ...]:
     """The headline measures, plus each cost that is non-zero somewhere in ``ds``
     and, when retention spend or onboarding is, the net LTV tiers after the others."""
     costs = tuple(c for c in COST_VARIABLES if c in ds and bool((ds[c] != 0).any()))
-    if not {"cost_retention", "cost_onboarding"} & set(costs):
+    if not has_costs_below_gross_profit(ds):
         return SUMMARY_VARIABLES + costs
     after = SUMMARY_VARIABLES.index("ltv_discounted") + 1
     return SUMMARY_VARIABLES[:after] + NET_TIERS + SUMMARY_VARIABLES[after:] + costs

@@ -437,6 +437,21 @@ def payback_months(cumulative, monthly, cac, within_month=True):
     return np.where(crossed.any(axis=1), month + fraction, np.nan)
 
 
+# Costs per acquired customer below gross profit: where either is non-zero, net LTV
+# differs from gross-profit LTV and the summaries and charts show both.
+COSTS_BELOW_GROSS_PROFIT = ("cost_retention", "cost_onboarding")
+
+
+def has_costs_below_gross_profit(ds: xr.Dataset, segment: str | None = None) -> bool:
+    """Whether retention spend or onboarding is non-zero in ``segment`` (None: anywhere)."""
+    for name in COSTS_BELOW_GROSS_PROFIT:
+        if name in ds:
+            cost = ds[name] if segment is None else ds[name].sel(segment=segment)
+            if bool((cost != 0).any()):
+                return True
+    return False
+
+
 def band_quantiles(values: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
     """Quantiles along axis 0 (linear interpolation); NaN counts as "beyond every value".
 

@@ -167,7 +167,9 @@ def naive_average(
     from .simulate import _with_overrides, simulate
 
     config = _with_overrides(config, trials=trials, customers=customers, seed=seed)
-    from .analysis import mean_standard_error  # not at the top: analysis -> dataset -> mix
+    # not at the top: analysis -> dataset -> mix
+    from .analysis import mean_standard_error
+    from .dataset import has_costs_below_gross_profit
 
     if blended is None:
         blended = simulate(config, threads=threads)
@@ -176,9 +178,8 @@ def naive_average(
     gap = AveragingGap(averaged)
     right = _measures(blended.sel(segment="all"))
     wrong = _measures(naive.sel(segment="all"))
-    net, gross = "mean net LTV", "mean gross-profit LTV"
-    if all((m[net] == m[gross]).all() for m in (right, wrong)):  # no costs below gross profit
-        del right[net]
+    if not any(has_costs_below_gross_profit(ds, "all") for ds in (blended, naive)):
+        del right["mean net LTV"]  # the same as gross-profit LTV
     for label, values in right.items():
         difference = wrong[label] - values
         se = mean_standard_error(difference, paired=config.antithetic_inputs)[1]

@@ -39,7 +39,7 @@ from .analysis import (
     summary_digits,
     summary_table,
 )
-from .dataset import band_quantiles
+from .dataset import band_quantiles, has_costs_below_gross_profit
 from .io import atomic_write
 
 MISSING_MATPLOTLIB = "charts need matplotlib: pip install 'ltvsim[plot]'"
@@ -235,14 +235,6 @@ def _nice_width(span: float, target_bins: int, widths: Sequence[float]) -> float
 # charts of a result
 
 
-def _has_costs_below_gross_profit(ds: xr.Dataset, segment: str) -> bool:
-    """Whether retention spend or onboarding makes net profit differ from gross profit."""
-    names = ("cost_retention", "cost_onboarding")
-    return all(n in ds for n in names) and any(
-        bool((ds[n].sel(segment=segment) != 0).any()) for n in names
-    )
-
-
 def fan_chart(ds: xr.Dataset, segment: str = "all", months: int | None = None):
     """Cumulative gross profit per acquired customer against CAC, and CAC payback.
 
@@ -276,7 +268,7 @@ def fan_chart(ds: xr.Dataset, segment: str = "all", months: int | None = None):
     # With retention spend or onboarding, payback is when the net profit reaches CAC:
     # draw that path, starting from minus the (median) onboarding cost at acquisition.
     profit, what, start = "cumulative_gross_profit", "gross profit", 0.0
-    if _has_costs_below_gross_profit(ds, segment):
+    if has_costs_below_gross_profit(ds, segment):
         profit, what = "cumulative_net_profit", "net profit"
         start = -float(np.median(ds["cost_onboarding"].sel(segment=segment).values))
     _draw_bands(ax, ds, profit, segment, x, BLUE, prepend=start, periods=months)
