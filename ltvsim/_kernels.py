@@ -676,7 +676,9 @@ def _walk_plan_changes(
         end = min(next_change, months)  # level is constant on [start, end)
         if own_path:
             for t in range(start, end):
-                out_revenue[t] += level * m[t]
+                # Unsigned indices: without numba's check for negative ones, this
+                # loop compiles to SIMD code (8% of a volatile customer's time).
+                out_revenue[np.uint64(t)] += level * m[np.uint64(t)]
         else:
             level_change[start] += level
             level_change[end] -= level
