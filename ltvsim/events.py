@@ -268,8 +268,13 @@ def read_events(source) -> tuple[list[Event], str]:
     _check_columns(header, described)
     if not rows:
         raise DataError(f"{described}: no events (only a header)")
-    events = [_parse_row(row, values, where) for row, values in rows]
-    _check_histories(events, where)
+    try:
+        events = [_parse_row(row, values, where) for row, values in rows]
+        _check_histories(events, where)
+    except DataError as exc:
+        if isinstance(source, str | Path):  # name the file, as the forecast's readers do
+            raise DataError(f"{source}: {exc}") from None
+        raise
     return events, described
 
 

@@ -286,7 +286,7 @@ def test_cli_fit_user_errors_exit_2_with_one_line_and_keep_the_old_file(tmp_path
     )
     assert process.returncode == 2
     assert process.stderr.strip().splitlines() == [
-        "error: row 2, column date: '2024-13-01' is not an ISO date (YYYY-MM-DD)"
+        f"error: {bad}: row 2, column date: '2024-13-01' is not an ISO date (YYYY-MM-DD)"
     ]
     assert out.read_text() == "previous"
 
