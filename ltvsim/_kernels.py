@@ -49,7 +49,9 @@ leaves the others' random numbers untouched (common random numbers).
 import math
 
 import numpy as np
-from numba import get_thread_id, njit, prange
+from numba import get_thread_id, njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from ._fastmath import exp, float_bits
 from ._rng import counter_normal, derive, finish_counter_normal, next_normal, next_uniform
@@ -113,6 +115,27 @@ INPUT_NAMES = (
     "cash_weights",
     "cum_weights",
 )
+
+
+@intrinsic
+def _borrowed(typingctx, array):
+    """``array`` without its owner: a view that updates no reference count.
+
+    Numba increments and decrements an array's count (atomic operations) each
+    time it is passed to a function that is not inlined; for arrays shared by
+    the threads the counter's cache line also moves between cores. A borrowed
+    view costs neither; it must not outlive ``array``, which the caller keeps.
+    """
+    if not isinstance(array, types.Array):
+        return None
+
+    def codegen(context, builder, signature, args):
+        view = context.make_array(signature.args[0])(context, builder, value=args[0])
+        view.meminfo = cgutils.get_null_value(view.meminfo.type)
+        view.parent = cgutils.get_null_value(view.parent.type)
+        return view._getvalue()
+
+    return array(array), codegen
 
 
 @njit(inline="always", cache=True)
@@ -485,11 +508,11 @@ def simulate_units(
                         derive(customer, PATH_STREAM),
                         months,
                         vol,
-                        m_j,
-                        cash_weights_j,
-                        own_m,
-                        own_cum_m,
-                        own_cum_cash_m,
+                        _borrowed(m_j),
+                        _borrowed(cash_weights_j),
+                        _borrowed(own_m),
+                        _borrowed(own_cum_m),
+                        _borrowed(own_cum_cash_m),
                     )
                 discounted = _walk_plan_changes(
                     changes,
