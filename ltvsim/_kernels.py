@@ -147,19 +147,37 @@ def _renewals_survived(state, first_churn, survival, guide):
     ``guide = _survival_guide(survival)``. ``first_churn`` is an extra
     probability of leaving at the first renewal, independent of the model's churn.
     """
+    # For sBG this draws the lifetime from its marginal: the customer's own
+    # Beta(alpha, beta) churn probability is needed for nothing else, so one
+    # uniform replaces two gamma draws.
     state, u = next_uniform(state)
-    # N = max{n : u <= S[n]} by inverse transform: from the guide's upper bound
-    # down to it (S[0] = 1). For sBG this draws the lifetime from its marginal:
-    # the customer's own Beta(alpha, beta) churn probability is needed for
-    # nothing else, so one uniform replaces two gamma draws.
-    n = guide[int(u * guide.shape[0])]
-    while u > survival[n]:
-        n -= 1
+    n = _inverse_survival(u, survival, guide)
     if first_churn > 0.0 and n > 0:
         state, v = next_uniform(state)
         if v < first_churn:
             n = 0
     return state, n
+
+
+@njit(cache=True)
+def _guide_size(entries):
+    """Cells of a survival table's guide: a power of 2, at least 4 per entry."""
+    size = 1
+    while size < 4 * entries:
+        size *= 2
+    return size
+
+
+@njit(inline="always", cache=True)
+def _inverse_survival(u, survival, guide):
+    """N = max{n : u <= survival[n]}: a draw of N, given P(N >= n) and a uniform u.
+
+    From the guide's upper bound down to it (``survival[0]`` = 1).
+    """
+    n = guide[int(u * guide.shape[0])]
+    while u > survival[n]:
+        n -= 1
+    return n
 
 
 @njit(inline="always", cache=True)
@@ -180,18 +198,17 @@ def _survival_guide(survival, guide):
 
 
 @njit(inline="always", cache=True)
-def _next_event(state, t, log_no_event, horizon):
+def _next_event(state, t, no_event, guide):
     """Month of the next plan change after month t: t + Geometric(p) on {1, 2, ...}.
 
-    ``log_no_event`` is ``log1p(-p)``; ``-inf`` (p = 1) means every month.
+    ``no_event[k]`` = (1 - p)^k, k = 0 … horizon, the chance of k months in a
+    row without one, and ``guide = _survival_guide(no_event)``: the gap is
+    drawn by inverse transform like a lifetime, without a logarithm.
     """
-    if log_no_event == -math.inf:
-        return state, t + 1
+    horizon = no_event.shape[0] - 1
     state, u = next_uniform(state)
-    gap = math.log(u) / log_no_event
-    if gap >= horizon:
-        return state, horizon
-    return state, t + 1 + int(gap)
+    gap = _inverse_survival(u, no_event, guide)
+    return state, horizon if gap == horizon else t + 1 + gap
 
 
 @njit(cache=True)
@@ -230,12 +247,15 @@ def _change_month(tau, horizon):
 def _change_level(level, month, changes, change_state, horizon):
     """The level from ``month`` on, and the month of the next change.
 
-    ``changes`` = (upsell share, upsell factor, downgrade factor, log1p(-p)
-    of a plan change a month, seat model?, seat add rate, seat remove rate,
-    price per seat); ``change_state`` = (plan-change stream, seat stream,
-    seats, time of the next seat event).
+    ``changes`` = (upsell share, upsell factor, downgrade factor, the chance of
+    k months without a plan change and its guide (see ``_next_event``; borrowed
+    views), seat model?, seat add rate, seat remove rate, price per seat);
+    ``change_state`` = (plan-change stream, seat stream, seats, time of the
+    next seat event).
     """
-    up_share, up_x, dn_x, log_no_event, seats_on, add_rate, remove_rate, seat_price = changes
+    up_share, up_x, dn_x, no_event, event_guide, seats_on, add_rate, remove_rate, seat_price = (
+        changes
+    )
     events, seat_stream, seats, tau = change_state
     if seats_on:
         seat_stream, seats, tau = _seats_until(
@@ -244,7 +264,7 @@ def _change_level(level, month, changes, change_state, horizon):
         return seats * seat_price, _change_month(tau, horizon), (events, seat_stream, seats, tau)
     events, x = next_uniform(events)
     level *= up_x if x < up_share else dn_x
-    events, next_change = _next_event(events, month, log_no_event, horizon)
+    events, next_change = _next_event(events, month, no_event, event_guide)
     return level, next_change, (events, seat_stream, seats, tau)
 
 
@@ -390,9 +410,8 @@ def simulate_units(
     """
     horizon = out_revenue.shape[1]
     max_renewals = (horizon + renewal_months - 1) // renewal_months
-    guide_size = 1  # cells of the survival guide: a power of 2, at least 4 per renewal
-    while guide_size < 4 * (max_renewals + 1):
-        guide_size *= 2
+    guide_size = _guide_size(max_renewals + 1)
+    event_guide_size = _guide_size(horizon + 1)
     for u in prange(unit_trial.shape[0]):
         j = unit_trial[u]
         a0, s0, gm, c2s, acq = arpa[j], arpa_sigma[j], margin[j], cost[j], cac[j]
@@ -401,13 +420,22 @@ def simulate_units(
         dn_p, dn_x = downgrade_p[j], 1.0 - downgrade_size[j]
         event_p = up_p + dn_p
         up_share = up_p / event_p if event_p > 0.0 else 0.0
-        log_no_event = math.log1p(-event_p) if event_p < 1.0 else -math.inf
+        # P(k months in a row without a plan change), k = 0 … horizon
+        no_event = np.empty(horizon + 1)
+        event_guide = np.empty(event_guide_size, np.int64)
+        if event_p > 0.0:
+            log_no_event = math.log1p(-event_p) if event_p < 1.0 else -math.inf
+            for k in range(horizon + 1):
+                no_event[k] = math.exp(k * log_no_event) if k > 0 else 1.0
+            _survival_guide(no_event, event_guide)
         add_rate, remove_rate = seat_add_rate[j], seat_remove_rate[j]
         changes = (
             up_share,
             up_x,
             dn_x,
-            log_no_event,
+            # borrowed: _change_level is not inlined (see _borrowed)
+            _borrowed(no_event),
+            _borrowed(event_guide),
             seat_model,
             add_rate,
             remove_rate,
@@ -477,7 +505,7 @@ def simulate_units(
             else:
                 level = batch_levels[b]
                 if event_p > 0.0:
-                    events, next_change = _next_event(events, 0, log_no_event, horizon)
+                    events, next_change = _next_event(events, 0, no_event, event_guide)
             change_state = (events, seat_stream, seats, tau)
             if month_by_month:
                 discounted = _walk_months(
