@@ -426,7 +426,7 @@ def simulate_units(
         if event_p > 0.0:
             log_no_event = math.log1p(-event_p) if event_p < 1.0 else -math.inf
             for k in range(horizon + 1):
-                no_event[k] = math.exp(k * log_no_event) if k > 0 else 1.0
+                no_event[k] = exp(k * log_no_event) if k > 0 else 1.0
             _survival_guide(no_event, event_guide)
         add_rate, remove_rate = seat_add_rate[j], seat_remove_rate[j]
         changes = (
@@ -600,8 +600,9 @@ def _draw_batch(
     """Keys, renewals survived and starting MRR of customers ``first … first+count-1``.
 
     Drawn a batch ahead of the walks: each customer's draws are a chain of
-    dependent steps (hash, uniform, table lookups; hash, normal, exp), and a loop
-    of only these lets the CPU run several customers' chains at once.
+    dependent steps (hash, uniform, table lookups; hash, normal), and a loop
+    of only these lets the CPU run several customers' chains at once. The
+    exponentials of the starting sizes follow in a pass of their own (SIMD code).
     """
     for b in range(count):
         customer = derive(trial_key, first + b)
@@ -609,12 +610,13 @@ def _draw_batch(
         _, renewals[b] = _renewals_survived(
             derive(customer, CHURN_STREAM), first_churn, survival, guide
         )
-        level = arpa
         if arpa_sigma > 0.0:
-            _, z = next_normal(derive(customer, SIZE_STREAM))
-            # libm's exp: one value at a time, its latency beats _fastmath's
-            level = arpa * math.exp(arpa_sigma * z - 0.5 * arpa_sigma * arpa_sigma)
-        levels[b] = level
+            _, levels[b] = next_normal(derive(customer, SIZE_STREAM))
+    if arpa_sigma > 0.0:
+        for b in range(count):
+            levels[b] = arpa * exp(arpa_sigma * levels[b] - 0.5 * arpa_sigma * arpa_sigma)
+    else:
+        levels[:count] = arpa
 
 
 @njit(inline="always", cache=True)
