@@ -304,17 +304,19 @@ def _first_month_reaching(gp_before, level_gp, cum_m, inverse, c2s, monotone, st
             while gp_before + level_gp * (cum_m[found + 1] - cum_m[start]) < target:
                 found += 1
         elif last >= target:
-            lo, hi = start - 1, end - 1  # below the target at lo, reached at hi
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                if (
+            # Bisection without a branch on the comparison (a select), whose
+            # outcome is a coin toss the CPU would mispredict half the time.
+            lo, n = start - 1, end - start  # below the target at lo, reached at lo + n
+            while n > 1:
+                half = n >> 1
+                mid = lo + half
+                below = (
                     gp_before + level_gp * (cum_m[mid + 1] - cum_m[start]) - c2s * (mid + 1 - start)
-                    >= target
-                ):
-                    hi = mid
-                else:
-                    lo = mid
-            found = hi
+                    < target
+                )
+                lo = mid if below else lo
+                n -= half
+            found = lo + 1
     else:
         for t in range(start, end):
             if (
