@@ -211,6 +211,16 @@ def _next_event(state, t, no_event, guide):
     return state, horizon if gap == horizon else t + 1 + gap
 
 
+@njit(inline="always", cache=True)
+def _no_event_table(p, no_event, guide):
+    """Fill ``no_event[k]`` = (1 - p)^k, k = 0 … horizon, and its guide (for ``_next_event``)."""
+    log_no_event = math.log1p(-p) if p < 1.0 else -math.inf
+    no_event[0] = 1.0
+    for k in range(1, no_event.shape[0]):
+        no_event[k] = exp(k * log_no_event)
+    _survival_guide(no_event, guide)
+
+
 @njit(cache=True)
 def _seats_until(state, seats, tau, month, add_rate, remove_rate):
     """Run the seat count's birth-death process over the events before ``month``.
@@ -422,14 +432,10 @@ def simulate_units(
         dn_p, dn_x = downgrade_p[j], 1.0 - downgrade_size[j]
         event_p = up_p + dn_p
         up_share = up_p / event_p if event_p > 0.0 else 0.0
-        # P(k months in a row without a plan change), k = 0 … horizon
         no_event = np.empty(horizon + 1)
         event_guide = np.empty(event_guide_size, np.int64)
         if event_p > 0.0:
-            log_no_event = math.log1p(-event_p) if event_p < 1.0 else -math.inf
-            for k in range(horizon + 1):
-                no_event[k] = exp(k * log_no_event) if k > 0 else 1.0
-            _survival_guide(no_event, event_guide)
+            _no_event_table(event_p, no_event, event_guide)
         add_rate, remove_rate = seat_add_rate[j], seat_remove_rate[j]
         changes = (
             up_share,

@@ -1,4 +1,4 @@
-"""The kernels' own elementary functions and lookups: exp, histogram bins, the lifetime guide.
+"""The kernels' own elementary functions and lookups: exp, histogram bins, the survival guides.
 
 All are exact statements, not Monte Carlo ones: exp within 1 ulp of numpy's
 (itself within 1 ulp of the true value, so within 2 of the truth) on values
@@ -73,10 +73,7 @@ def test_histogram_bins_match_the_edges():
 def _lifetimes(survival, guide, u):
     out = np.empty(u.shape[0], np.int64)
     for i in range(u.shape[0]):
-        n = guide[int(u[i] * guide.shape[0])]
-        while u[i] > survival[n]:
-            n -= 1
-        out[i] = n
+        out[i] = _kernels._inverse_survival(u[i], survival, guide)
     return out
 
 
@@ -106,3 +103,31 @@ def test_survival_guide_gives_the_inverse_transform(survival):
         size *= 2
     expected = len(survival) - 1 - np.searchsorted(survival[::-1], u, side="left")
     np.testing.assert_array_equal(_lifetimes(survival, _guide(survival, size), u), expected)
+
+
+@njit
+def _gaps(p, horizon, u):
+    no_event = np.empty(horizon + 1)
+    guide = np.empty(_kernels._guide_size(horizon + 1), np.int64)
+    _kernels._no_event_table(p, no_event, guide)
+    return _lifetimes(no_event, guide, u)
+
+
+@pytest.mark.parametrize("p", [1e-4, 0.015, 0.3, 0.999, 1.0])
+def test_plan_change_gaps_are_geometric(p):
+    """Months without a plan change: floor(log u / log(1 - p)), capped at the horizon.
+
+    The table's inverse transform gives the closed form's inverse except where
+    log u / log(1 - p) rounds across a whole number (none in these draws);
+    p = 1 means a change every month (a gap of 0).
+    """
+    horizon = 120
+    rng = np.random.default_rng(6)
+    u = np.concatenate([rng.uniform(0.0, 1.0, 100_000), [1 - 2**-53, 2**-53]])
+    with np.errstate(divide="ignore"):
+        ratio = np.log(u) / np.log1p(-p)
+    expected = np.minimum(np.floor(ratio), horizon).astype(np.int64)
+    near = (np.abs(ratio - np.round(ratio)) < 1e-9) & (ratio != np.round(ratio))
+    got = _gaps(p, horizon, u)
+    np.testing.assert_array_equal(got[~near], expected[~near])
+    assert near.sum() <= 2
