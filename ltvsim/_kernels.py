@@ -618,13 +618,12 @@ def _draw_batch(
         _, renewals[b] = _renewals_survived(
             derive(customer, CHURN_STREAM), first_churn, survival, guide
         )
+        levels[b] = arpa
         if arpa_sigma > 0.0:
             _, levels[b] = next_normal(derive(customer, SIZE_STREAM))
     if arpa_sigma > 0.0:
         for b in range(count):
             levels[b] = arpa * exp(arpa_sigma * levels[b] - 0.5 * arpa_sigma * arpa_sigma)
-    else:
-        levels[:count] = arpa
 
 
 @njit(inline="always", cache=True)
