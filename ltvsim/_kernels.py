@@ -118,24 +118,37 @@ INPUT_NAMES = (
 
 
 @intrinsic
-def _borrowed(typingctx, array):
-    """``array`` without its owner: a view that updates no reference count.
+def _borrowed(typingctx, value):
+    """``value`` (an array, or a tuple holding arrays) with views that have no owner.
 
-    Numba increments and decrements an array's count (atomic operations) each
-    time it is passed to a function that is not inlined; for arrays shared by
-    the threads the counter's cache line also moves between cores. A borrowed
-    view costs neither; it must not outlive ``array``, which the caller keeps.
+    Numba increments and decrements an array's reference count (atomic
+    operations) each time it is passed to a function that is not inlined; for
+    arrays shared by the threads the counter's cache line also moves between
+    cores. A borrowed view costs neither, and keeps nothing alive: use it only
+    as a call's argument, with ``value`` a variable the caller uses again
+    later (Numba releases a variable right after its last use).
     """
-    if not isinstance(array, types.Array):
+    if not isinstance(value, (types.Array, types.BaseTuple)):
         return None
 
     def codegen(context, builder, signature, args):
-        view = context.make_array(signature.args[0])(context, builder, value=args[0])
+        return _borrow(context, builder, signature.args[0], args[0])
+
+    return value(value), codegen
+
+
+def _borrow(context, builder, typ, value):
+    """LLVM value of ``_borrowed``: arrays' owner pointers set to null, recursively."""
+    if isinstance(typ, types.Array):
+        view = context.make_array(typ)(context, builder, value=value)
         view.meminfo = cgutils.get_null_value(view.meminfo.type)
         view.parent = cgutils.get_null_value(view.parent.type)
         return view._getvalue()
-
-    return array(array), codegen
+    if isinstance(typ, types.BaseTuple):
+        for i, member in enumerate(typ):
+            borrowed = _borrow(context, builder, member, builder.extract_value(value, i))
+            value = builder.insert_value(value, borrowed, i)
+    return value
 
 
 @njit(inline="always", cache=True)
@@ -258,8 +271,9 @@ def _change_level(level, month, changes, change_state, horizon):
     """The level from ``month`` on, and the month of the next change.
 
     ``changes`` = (upsell share, upsell factor, downgrade factor, the chance of
-    k months without a plan change and its guide (see ``_next_event``; borrowed
-    views), seat model?, seat add rate, seat remove rate, price per seat);
+    k months without a plan change and its guide (see ``_next_event``), seat
+    model?, seat add rate, seat remove rate, price per seat; callers pass it
+    ``_borrowed``);
     ``change_state`` = (plan-change stream, seat stream, seats, time of the
     next seat event).
     """
@@ -441,9 +455,8 @@ def simulate_units(
             up_share,
             up_x,
             dn_x,
-            # borrowed: _change_level is not inlined (see _borrowed)
-            _borrowed(no_event),
-            _borrowed(event_guide),
+            no_event,
+            event_guide,
             seat_model,
             add_rate,
             remove_rate,
@@ -671,8 +684,9 @@ def _walk_months(
             else:
                 path_x *= growth
             if t == next_change:
+                # borrowed: _change_level is not inlined (see _borrowed)
                 level, next_change, change_state = _change_level(
-                    level, t, changes, change_state, horizon
+                    level, t, _borrowed(changes), change_state, horizon
                 )
             if t == next_price:
                 path_x *= price_x
@@ -786,7 +800,10 @@ def _walk_plan_changes(
                     p = close
         if end == months:
             break
-        level, next_change, change_state = _change_level(level, end, changes, change_state, horizon)
+        # borrowed: _change_level is not inlined (see _borrowed)
+        level, next_change, change_state = _change_level(
+            level, end, _borrowed(changes), change_state, horizon
+        )
         start = end
     return discounted
 

@@ -1,4 +1,4 @@
-"""The kernels' own elementary functions and lookups: exp, histogram bins, the survival guides.
+"""The kernels' own functions and helpers: exp, histogram bins, survival guides, borrowed views.
 
 All are exact statements, not Monte Carlo ones: exp within 1 ulp of numpy's
 (itself within 1 ulp of the true value, so within 2 of the truth) on values
@@ -131,3 +131,22 @@ def test_plan_change_gaps_are_geometric(p):
     got = _gaps(p, horizon, u)
     np.testing.assert_array_equal(got[~near], expected[~near])
     assert near.sum() <= 2
+
+
+@njit
+def _write_through(view, pair):
+    view[0] = pair[0][1] + pair[1][2]
+    return view.shape[0] + pair[0].shape[0]
+
+
+@njit
+def _borrowing(a, b):
+    size = _write_through(_kernels._borrowed(a), _kernels._borrowed((a, b)))
+    return size, a[0]
+
+
+def test_borrowed_views_alias_their_arrays():
+    """A borrowed view (no reference count) reads and writes the owner's memory."""
+    a, b = np.arange(5.0), np.arange(10, 20)
+    size, first = _borrowing(a, b)
+    assert size == 10 and first == 1.0 + 12 and a[0] == first
