@@ -618,28 +618,42 @@ def measure_scaling(divisor: int, repeats: int) -> dict:
 
 
 def measure_threads(divisor: int, repeats: int) -> dict:
-    """sBG model with 1 and 2 Numba threads, interleaved; efficiency = t1 / (2 t2)."""
+    """sBG model with 1 and 2 Numba threads, interleaved; efficiency = t1 / (2 t2).
+
+    The target is judged on ``simulate()``; the engine (``run_segments``: inputs,
+    kernel, per-trial sums, without building the Dataset) is timed alongside,
+    to show how much of the loss is the Dataset's serial work.
+    """
     import numba
 
     import ltvsim
+    from ltvsim.simulate import run_segments
 
     if numba.config.NUMBA_NUM_THREADS < 2:
         return {"skipped": f"NUMBA_NUM_THREADS = {numba.config.NUMBA_NUM_THREADS}"}
     config = sbg_config()
     trials = max(1, THREAD_TRIALS // divisor)
     customers = config.customers
+    engine_config = config.with_overrides({"simulation.trials": trials})
     fns = {
         n: (lambda n=n: ltvsim.simulate(config, trials=trials, customers=customers, threads=n))
         for n in (1, 2)
     }
+    fns.update(
+        {f"engine_{n}": (lambda n=n: run_segments(engine_config, threads=n)) for n in (1, 2)}
+    )
     # Twice the repeats: a call is short, and a pair is what the target is judged on.
     seconds, out, _ = interleaved("threads", fns, 2 * repeats)
     work = alive_customer_months(out[1], customers)
     one, two = summarize(seconds[1], work), summarize(seconds[2], work)
+
     # Each repeat times 1 and then 2 threads back to back: the ratio within a pair
     # cancels the machine's slow drifts between its speed levels, which the ratio
     # of the two medians does not.
-    paired = [t1 / (2 * t2) for t1, t2 in zip(seconds[1], seconds[2], strict=True)]
+    def pairs(a, b):
+        return [t1 / (2 * t2) for t1, t2 in zip(seconds[a], seconds[b], strict=True)]
+
+    paired, engine_paired = pairs(1, 2), pairs("engine_1", "engine_2")
     return {
         "model": SCALING_MODEL,
         "trials": trials,
@@ -651,6 +665,10 @@ def measure_threads(divisor: int, repeats: int) -> dict:
         "efficiency_of_medians": one["median_s"] / (2 * two["median_s"]),
         "efficiency_paired": paired,
         "efficiency": statistics.median(paired),
+        "engine_threads_1": summarize(seconds["engine_1"], work),
+        "engine_threads_2": summarize(seconds["engine_2"], work),
+        "engine_efficiency_paired": engine_paired,
+        "engine_efficiency": statistics.median(engine_paired),
     }
 
 
@@ -1144,6 +1162,19 @@ def markdown(results: dict) -> str:
                 f"{min(t['efficiency_paired']):.0%}–{max(t['efficiency_paired']):.0%}), "
                 f"of the medians {t['efficiency_of_medians']:.0%} |",
             ]
+            if "engine_efficiency" in t:  # absent from results of older runs
+                e1, e2, ep = (
+                    t["engine_threads_1"],
+                    t["engine_threads_2"],
+                    t["engine_efficiency_paired"],
+                )
+                lines += [
+                    f"| engine, 1 | {e1['median_s']:.2f} | {millions(e1['per_s'])} | "
+                    "the engine alone (no Dataset): not judged |",
+                    f"| engine, 2 | {e2['median_s']:.2f} | {millions(e2['per_s'])} | "
+                    f"efficiency: median of the pairs {t['engine_efficiency']:.0%} "
+                    f"(range {min(ep):.0%}–{max(ep):.0%}) |",
+                ]
     mem = results.get("memory")
     if mem:
         lines += [
