@@ -115,6 +115,12 @@ _LOW7 = np.uint64(127)
 
 
 @njit(inline="always", cache=True)
+def _layer_and_uniform(z):
+    """A ziggurat draw's layer (low 7 bits of ``z``) and signed uniform in (-1, 1) (top 53)."""
+    return np.int64(z & _LOW7), 2.0 * ((np.int64(z >> _S11) + 0.5) * _INV_2_53) - 1.0
+
+
+@njit(inline="always", cache=True)
 def next_normal(state):
     """Advance ``state``; return (new state, a standard normal draw).
 
@@ -122,8 +128,7 @@ def next_normal(state):
     is inlined; wedges and the tail go to ``_normal_edge``.
     """
     state, z = next_u64(state)
-    i = np.int64(z & _LOW7)
-    u = 2.0 * ((np.int64(z >> _S11) + 0.5) * _INV_2_53) - 1.0
+    i, u = _layer_and_uniform(z)
     if abs(u) < _ZIG_RATIO[i]:
         return state, u * _ZIG_X[i]
     return _normal_edge(state, u, i)
@@ -148,8 +153,7 @@ def _normal_edge(state, u, i):
             return state, x
         # rejected: a fresh draw, from the top
         state, z = next_u64(state)
-        i = np.int64(z & _LOW7)
-        u = 2.0 * ((np.int64(z >> _S11) + 0.5) * _INV_2_53) - 1.0
+        i, u = _layer_and_uniform(z)
         if abs(u) < _ZIG_RATIO[i]:
             return state, u * _ZIG_X[i]
 
@@ -157,8 +161,7 @@ def _normal_edge(state, u, i):
 @njit(inline="always", cache=True)
 def _counter_draw(key, t):
     """Layer and signed uniform of counter ``t`` of stream ``key`` (draw t+1 of next_u64)."""
-    z = mix64(key + np.uint64(t + 1) * GOLDEN_GAMMA)
-    return np.int64(z & _LOW7), 2.0 * ((np.int64(z >> _S11) + 0.5) * _INV_2_53) - 1.0
+    return _layer_and_uniform(mix64(key + np.uint64(t + 1) * GOLDEN_GAMMA))
 
 
 @njit(inline="always", cache=True)
