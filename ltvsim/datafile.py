@@ -11,13 +11,29 @@ Rows are numbered as a spreadsheet shows them: the header is row 1.
 from __future__ import annotations
 
 import csv
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["DataError", "read_csv_rows"]
+__all__ = ["DataError", "naming_file", "read_csv_rows"]
 
 
 class DataError(ValueError):
     """Data that cannot be used (a file, records or counts); the message names where and why."""
+
+
+@contextmanager
+def naming_file(path):
+    """Prefix the message of a ``DataError`` raised inside with ``path`` (None: as it is).
+
+    For errors found in a file's records after it was read, which name a row or
+    a column but not the file.
+    """
+    try:
+        yield
+    except DataError as exc:
+        if path is None:
+            raise
+        raise DataError(f"{path}: {exc}") from None
 
 
 def read_csv_rows(path, what: str, header_hint: str) -> tuple[list[str], list[tuple[int, list]]]:

@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import RESERVED_SEGMENT, load_config
-from .datafile import DataError, read_csv_rows
+from .datafile import DataError, naming_file, read_csv_rows
 from .fit import FitError, SBGFit, fit_sbg
 
 __all__ = ["EventsFit", "SegmentFit", "fit_events", "read_events", "to_toml"]
@@ -268,13 +268,9 @@ def read_events(source) -> tuple[list[Event], str]:
     _check_columns(header, described)
     if not rows:
         raise DataError(f"{described}: no events (only a header)")
-    try:
+    with naming_file(source if isinstance(source, str | Path) else None):
         events = [_parse_row(row, values, where) for row, values in rows]
         _check_histories(events, where)
-    except DataError as exc:
-        if isinstance(source, str | Path):  # name the file, as the forecast's readers do
-            raise DataError(f"{source}: {exc}") from None
-        raise
     return events, described
 
 

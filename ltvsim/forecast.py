@@ -34,7 +34,7 @@ from scipy.special import ndtri
 
 from ._rng import stream_key, stream_keys, stream_uniforms
 from .config import Config, ConfigError, load_config, without_fixed_correlations
-from .datafile import DataError, read_csv_rows
+from .datafile import DataError, naming_file, read_csv_rows
 from .dataset import band_quantiles
 from .model import cash_by_month, draw_inputs, kernel_inputs, per_renewal_churn
 from .simulate import run_subscription_kernel, unit_layout
@@ -154,19 +154,15 @@ class AcquisitionPlan:
 def read_base(path) -> CustomerBase:
     """Read a customer base CSV with columns ``tenure_months,customers,mrr_per_customer``."""
     columns = _read_csv(path, "customer base", ("tenure_months", "customers", "mrr_per_customer"))
-    try:
+    with naming_file(path):
         return CustomerBase(**columns)
-    except DataError as exc:
-        raise DataError(f"{path}: {exc}") from None
 
 
 def read_plan(path, cv: float = 0.0) -> AcquisitionPlan:
     """Read an acquisition plan CSV with columns ``month,new_customers``."""
     columns = _read_csv(path, "acquisition plan", ("month", "new_customers"))
-    try:
+    with naming_file(path):
         return AcquisitionPlan(columns["month"], columns["new_customers"], cv)
-    except DataError as exc:
-        raise DataError(f"{path}: {exc}") from None
 
 
 def _read_csv(path, what: str, names: tuple[str, ...]) -> dict[str, np.ndarray]:

@@ -4,7 +4,7 @@ import pytest
 
 import ltvsim
 from ltvsim import fit
-from ltvsim.datafile import DataError, read_csv_rows
+from ltvsim.datafile import DataError, naming_file, read_csv_rows
 from ltvsim.events import read_events
 from ltvsim.forecast import read_base
 
@@ -58,3 +58,15 @@ def test_readers_report_the_file_row(tmp_path):
     base = "tenure_months,customers,mrr_per_customer\n1,2,3\n\n4,x,6\n"
     with pytest.raises(DataError, match=r"row 4, column customers: expected a number"):
         read_base(write(tmp_path, base, "base.csv"))
+
+
+def test_naming_file_prefixes_data_errors_with_the_path():
+    with pytest.raises(DataError, match=r"^base\.csv: month\[0\] = -1"):
+        with naming_file("base.csv"):
+            raise DataError("month[0] = -1: must be a whole number >= 0")
+    with pytest.raises(DataError, match=r"^row 3: bad"):
+        with naming_file(None):  # records, not a file: the message as it is
+            raise DataError("row 3: bad")
+    with pytest.raises(ValueError, match=r"^other$"):  # other errors pass through
+        with naming_file("base.csv"):
+            raise ValueError("other")
