@@ -1162,19 +1162,14 @@ def markdown(results: dict) -> str:
                 f"{min(t['efficiency_paired']):.0%}–{max(t['efficiency_paired']):.0%}), "
                 f"of the medians {t['efficiency_of_medians']:.0%} |",
             ]
-            if "engine_efficiency" in t:  # absent from results of older runs
-                e1, e2, ep = (
-                    t["engine_threads_1"],
-                    t["engine_threads_2"],
-                    t["engine_efficiency_paired"],
-                )
-                lines += [
-                    f"| engine, 1 | {e1['median_s']:.2f} | {millions(e1['per_s'])} | "
-                    "the engine alone (no Dataset): not judged |",
-                    f"| engine, 2 | {e2['median_s']:.2f} | {millions(e2['per_s'])} | "
-                    f"efficiency: median of the pairs {t['engine_efficiency']:.0%} "
-                    f"(range {min(ep):.0%}–{max(ep):.0%}) |",
-                ]
+            e1, e2, ep = t["engine_threads_1"], t["engine_threads_2"], t["engine_efficiency_paired"]
+            lines += [
+                f"| engine, 1 | {e1['median_s']:.2f} | {millions(e1['per_s'])} | "
+                "the engine alone (no Dataset): not judged |",
+                f"| engine, 2 | {e2['median_s']:.2f} | {millions(e2['per_s'])} | "
+                f"efficiency: median of the pairs {t['engine_efficiency']:.0%} "
+                f"(range {min(ep):.0%}–{max(ep):.0%}) |",
+            ]
     mem = results.get("memory")
     if mem:
         lines += [
