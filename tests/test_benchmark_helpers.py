@@ -1,0 +1,49 @@
+"""The benchmark's own statistics: the volatile-path ceiling must do the run's work.
+
+``benchmarks/run.py`` bounds simulate()'s ratios with the kernel's volatile
+path alone, run for customers whose lifetimes are drawn from the simulated
+run's own. If those lifetimes were shorter or longer than the run's, the
+ceiling would be credited with the wrong work.
+"""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import ltvsim
+
+from .conftest import BASE, Z, merge
+
+RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
+
+
+def _benchmark_module():
+    spec = importlib.util.spec_from_file_location("ltvsim_benchmark_run", RUN)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_lifetimes_like_draws_the_runs_lifetime_distribution():
+    bench = _benchmark_module()
+    config = merge(
+        BASE, simulation={"trials": 20, "customers": 1000, "horizon_months": 60, "seed": 11}
+    )
+    config["churn"] = {"model": "sbg", "alpha": 1.0, "beta": 20.0}
+    ds = ltvsim.simulate(config)
+    customers = 1000
+    months = bench.lifetimes_like(ds, customers, 200_000, seed=3)
+    assert months.min() >= 1 and months.max() <= 60
+    # The run's survival is P(active in month t) = P(L > t), pooled over trials:
+    # the draws' share with L > t matches it within the draws' binomial error.
+    pooled = ds.survival.sel(segment="all").mean("trial").values
+    for t in (0, 1, 6, 24, 59):
+        share = (months > t).mean()
+        se = np.sqrt(pooled[t] * (1 - pooled[t]) / months.size) or 1e-12
+        assert abs(share - pooled[t]) <= Z * se + 1e-12, (t, share, pooled[t])
+    # and so their mean is the run's mean lifetime, sum over t of P(L > t)
+    mean_lifetime = pooled.sum()
+    assert abs(months.mean() - mean_lifetime) <= Z * months.std() / np.sqrt(months.size)
