@@ -3,7 +3,7 @@ random-number limit, scaling, memory, start-up and time to a target precision.
 
 Usage::
 
-    python benchmarks/run.py               # full run, 2-3 minutes on a quiet 2-core machine
+    python benchmarks/run.py               # full run, about 5 minutes on a quiet 2-core machine
     python benchmarks/run.py --quick       # smoke run, about a minute
     python benchmarks/run.py --repeats 9   # more repeats per measurement
     python benchmarks/run.py --sections models,memory --no-write   # a subset, print only
