@@ -1121,8 +1121,12 @@ def _float(value) -> float | None:
 def main():
     """Console entry point."""
     # What the imports made lives as long as the process: out of the garbage
-    # collector's passes during the command (~0.1 s of a warm `ltvsim run`).
+    # collector's passes during the command. And a young-generation pass every
+    # 50,000 allocations instead of 700: Numba's first call and the Dataset make
+    # hundreds of thousands of objects, few of them garbage (together ~0.25 s
+    # of a warm `ltvsim run`; cyclic garbage is still collected).
     gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
     try:
         app()
     except KeyboardInterrupt:
