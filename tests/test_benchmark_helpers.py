@@ -1,9 +1,10 @@
-"""The benchmark's own statistics: the volatile-path ceiling must do the run's work.
+"""The benchmark's own statistics: the volatile-path ceiling must time the run's customers.
 
 ``benchmarks/run.py`` bounds simulate()'s ratios with the kernel's volatile
 path alone, run for customers whose lifetimes are drawn from the simulated
-run's own. If those lifetimes were shorter or longer than the run's, the
-ceiling would be credited with the wrong work.
+run's own. If their lifetimes followed another distribution, the ceiling
+would time another mix of short and long customers (a customer's fixed
+costs weigh more in a short life) than the run it bounds.
 """
 
 import importlib.util
