@@ -293,10 +293,14 @@ def run_checked(command: list[str], env: dict) -> tuple[float, str]:
     return seconds, done.stdout
 
 
+def real_segments(ds) -> list[str]:
+    """The segments simulated: ``"all"`` is a blend of the others unless it is the only one."""
+    return [s for s in ds.segment.values.tolist() if s != "all"] or ["all"]
+
+
 def alive_customer_months(ds, customers: int) -> float:
     """Survival summed over trial and period, times customers, over the real segments."""
-    names = [s for s in ds.segment.values.tolist() if s != "all"] or ["all"]
-    return float(ds.survival.sel(segment=names).sum()) * customers
+    return float(ds.survival.sel(segment=real_segments(ds)).sum()) * customers
 
 
 def relative_se(values) -> float:
@@ -593,8 +597,7 @@ def lifetimes_like(ds, customers: int, count: int, seed: int = 0) -> np.ndarray:
     months: survival in month m - 1 minus survival in month m, pooled over
     trials and the real segments (as ``alive_customer_months`` counts them).
     """
-    names = [s for s in ds.segment.values.tolist() if s != "all"] or ["all"]
-    alive = ds.survival.sel(segment=names).sum(("segment", "trial")).values * customers
+    alive = ds.survival.sel(segment=real_segments(ds)).sum(("segment", "trial")).values * customers
     ends = alive - np.append(alive[1:], 0.0)  # ends[m - 1]: active exactly m months
     months = np.arange(1, len(alive) + 1)
     rng = np.random.default_rng(seed)
