@@ -686,6 +686,65 @@ def measure_scaling(divisor: int, repeats: int) -> dict:
     }
 
 
+def machine_parallel_fns(divisor: int) -> dict:
+    """Two share-nothing loops that show what the machine itself gives a second thread.
+
+    Each of 64 chunks works alone in registers and L1 cache: no shared data,
+    no memory traffic, no serial part, so a loss of efficiency from 1 to 2
+    threads is the machine's (two vCPUs that share a physical core's vector
+    units with each other or with another tenant, for example), not the code's:
+
+    - ``simd``: passes of the kernel's own ``_fastmath.exp`` over a 1,024-value
+      buffer, vectorized like the kernel's volatile path (throughput-bound);
+    - ``scalar``: a xorshift chain, one dependent integer step after another
+      (latency-bound: it leaves a core's execution units mostly idle).
+
+    Returns ``{name: fn(threads)}``; each call takes ~0.2 s on one thread.
+    """
+    import numba
+
+    from ltvsim._fastmath import exp
+    from ltvsim.simulate import _threads
+
+    @numba.njit(parallel=True, nogil=True)
+    def simd(chunks, passes):
+        out = np.zeros(chunks)
+        for c in numba.prange(chunks):
+            x = np.arange(1024) * 1e-3
+            for _ in range(passes):
+                for i in range(1024):
+                    x[i] = exp(x[i] * -0.5) + 0.25
+            out[c] = x.sum()
+        return out
+
+    @numba.njit(parallel=True, nogil=True)
+    def scalar(chunks, steps):
+        out = np.zeros(chunks, np.uint64)
+        for c in numba.prange(chunks):
+            x = np.uint64(c + 1)
+            for _ in range(steps):
+                x ^= x << np.uint64(13)
+                x ^= x >> np.uint64(7)
+                x ^= x << np.uint64(17)
+            out[c] = x
+        return out
+
+    def on(threads, fn, *args):
+        with _threads(threads):
+            return fn(*args)
+
+    return {
+        "simd": lambda n: on(n, simd, 64, 3000 // divisor),
+        "scalar": lambda n: on(n, scalar, 64, 2_000_000 // divisor),
+    }
+
+
+MACHINE_LOOPS = {
+    "simd": "share-nothing vector arithmetic (the kernel's exp over an L1 buffer)",
+    "scalar": "share-nothing scalar chain (xorshift, latency-bound)",
+}
+
+
 def measure_threads(divisor: int, repeats: int) -> dict:
     """sBG model with 1 and 2 Numba threads, interleaved; efficiency = t1 / (2 t2).
 
@@ -711,6 +770,8 @@ def measure_threads(divisor: int, repeats: int) -> dict:
     fns.update(
         {f"engine_{n}": (lambda n=n: run_segments(engine_config, threads=n)) for n in (1, 2)}
     )
+    machine = machine_parallel_fns(divisor)
+    fns.update({f"{k}_{n}": (lambda n=n, f=f: f(n)) for k, f in machine.items() for n in (1, 2)})
     # Four times the repeats: a call is short, a pair is what the target is judged on,
     # and single pairs on this VM spread over 65-100%.
     seconds, out, _ = interleaved("threads", fns, 4 * repeats)
@@ -724,6 +785,16 @@ def measure_threads(divisor: int, repeats: int) -> dict:
         return [t1 / (2 * t2) for t1, t2 in zip(seconds[a], seconds[b], strict=True)]
 
     paired, engine_paired = pairs(1, 2), pairs("engine_1", "engine_2")
+    # The machine's own efficiency, measured in the same rounds (see machine_parallel_fns).
+    ceiling = {
+        k: {
+            "threads_1": summarize(seconds[f"{k}_1"]),
+            "threads_2": summarize(seconds[f"{k}_2"]),
+            "efficiency_paired": pairs(f"{k}_1", f"{k}_2"),
+            "efficiency": statistics.median(pairs(f"{k}_1", f"{k}_2")),
+        }
+        for k in machine
+    }
     return {
         "model": SCALING_MODEL,
         "trials": trials,
@@ -739,6 +810,9 @@ def measure_threads(divisor: int, repeats: int) -> dict:
         "engine_threads_2": summarize(seconds["engine_2"], work),
         "engine_efficiency_paired": engine_paired,
         "engine_efficiency": statistics.median(engine_paired),
+        "machine": ceiling,
+        # simulate()'s efficiency as a share of what the machine gives vector code
+        "efficiency_of_machine": statistics.median(paired) / ceiling["simd"]["efficiency"],
     }
 
 
@@ -1052,7 +1126,13 @@ def target_rows(results: dict) -> list[dict]:
             {
                 "target": "parallel efficiency 1 → 2 threads, sBG model",
                 "goal": f"≥ {goal:.0%}",
-                "measured": f"{t['efficiency']:.0%}",
+                "measured": f"{t['efficiency']:.0%}"
+                + (
+                    f" (a share-nothing vector loop in the same rounds: "
+                    f"{t['machine']['simd']['efficiency']:.0%})"
+                    if "machine" in t
+                    else ""
+                ),
                 "pass": t["efficiency"] >= goal,
             }
         )
@@ -1256,6 +1336,22 @@ def markdown(results: dict) -> str:
                 f"efficiency: median of the pairs {t['engine_efficiency']:.0%} "
                 f"(range {min(ep):.0%}–{max(ep):.0%}) |",
             ]
+            for key, what in MACHINE_LOOPS.items():
+                if key not in t.get("machine", {}):
+                    continue
+                r = t["machine"][key]
+                lines += [
+                    f"| {key} loop, 1 | {r['threads_1']['median_s']:.2f} | | "
+                    f"{what}: the machine's own, not judged |",
+                    f"| {key} loop, 2 | {r['threads_2']['median_s']:.2f} | | "
+                    f"efficiency: median of the pairs {r['efficiency']:.0%} (range "
+                    f"{min(r['efficiency_paired']):.0%}–{max(r['efficiency_paired']):.0%}) |",
+                ]
+            if "efficiency_of_machine" in t:
+                lines.append(
+                    f"| simulate() ÷ machine | | | {t['efficiency_of_machine']:.2f}: simulate()'s "
+                    "efficiency as a share of the simd loop's |"
+                )
     mem = results.get("memory")
     if mem:
         lines += [

@@ -1,4 +1,7 @@
-"""The benchmark's own statistics: the volatile-path ceiling must time the run's customers.
+"""The benchmark's own yardsticks: the ceilings it sets beside the judged figures.
+
+The volatile-path ceiling must time the run's customers; the machine's
+share-nothing loops must do the work they are timed for.
 
 ``benchmarks/run.py`` bounds simulate()'s ratios with the kernel's volatile
 path alone, run for customers whose lifetimes are drawn from the simulated
@@ -48,3 +51,32 @@ def test_lifetimes_like_draws_the_runs_lifetime_distribution():
     # and so their mean is the run's mean lifetime, sum over t of P(L > t)
     mean_lifetime = pooled.sum()
     assert abs(months.mean() - mean_lifetime) <= Z * months.std() / np.sqrt(months.size)
+
+
+def test_machine_loops_do_their_stated_work_whatever_the_threads():
+    """The share-nothing loops that put a ceiling on parallel efficiency.
+
+    If LLVM dropped their work, or a chunk read another's data, their
+    timings would say nothing about the machine: each must equal a plain
+    reference, the same on one and on two threads.
+    """
+    bench = _benchmark_module()
+    loops = bench.machine_parallel_fns(divisor=1000)  # 3 passes, 2,000 steps
+    simd, scalar = loops["simd"](1), loops["scalar"](1)
+    np.testing.assert_array_equal(loops["simd"](2), simd)
+    np.testing.assert_array_equal(loops["scalar"](2), scalar)
+
+    x = np.arange(1024) * 1e-3
+    for _ in range(3):
+        x = np.exp(x * -0.5) + 0.25
+    # _fastmath.exp is within 1 ulp of e**x; three passes keep the sum within 1e-13
+    np.testing.assert_allclose(simd, np.full(64, x.sum()), rtol=1e-13)
+
+    mask = (1 << 64) - 1
+    for chunk in (0, 63):
+        v = chunk + 1
+        for _ in range(2000):
+            v ^= (v << 13) & mask
+            v ^= v >> 7
+            v ^= (v << 17) & mask
+        assert int(scalar[chunk]) == v
