@@ -110,8 +110,9 @@ def simulate(
         from .runner import check_resources
 
         check_resources(config)  # refuse, before running, a result too big for memory
-        parts = run_blocks(config, progress=progress, checkpoint=checkpoint, **blocks)
-        return build_dataset(config, assemble(parts))
+        return build_dataset(
+            config, _all_trials(config, progress=progress, checkpoint=checkpoint, **blocks)
+        )
     if checkpoint is not None:
         raise ConfigError("cannot be combined with target_rel_error", "checkpoint")
     if isinstance(target_rel_error, bool) or not 0 < target_rel_error < 1:
@@ -121,7 +122,7 @@ def simulate(
     parts, expected, done, achieved = [], [], 0, math.inf
     while achieved > target_rel_error and done < max_trials:
         step = config.with_overrides({"simulation.trials": min(ADAPTIVE_STEP, max_trials - done)})
-        part = assemble(run_blocks(step, progress=progress, first_trial=done, **blocks))
+        part = _all_trials(step, progress=progress, first_trial=done, **blocks)
         parts.append(part)
         expected.append(expected_discounted_ltv(config, part, first_trial=done))
         done += step.trials
@@ -242,6 +243,20 @@ def run_blocks(
             done += counts[first] * len(config.segments)
             report(done, total)
             yield first, runs
+
+
+def _all_trials(config: Config, *, client=None, checkpoint=None, **kwargs) -> list[SegmentRun]:
+    """The runs of all of ``config``'s trials (``run_blocks``'s keywords).
+
+    Run here with no checkpoint, every block writes straight into the
+    whole run's arrays: the same numbers as assembling the blocks, without
+    a second copy of every per-trial array (~2% of a 1,000-trial call).
+    """
+    if client is None and checkpoint is None:
+        runs = run_segments(config, **kwargs)
+        _check_finite(runs, kwargs.get("first_trial", 0))
+        return runs
+    return assemble(run_blocks(config, client=client, checkpoint=checkpoint, **kwargs))
 
 
 def _check_finite(runs: list[SegmentRun], first: int) -> None:
