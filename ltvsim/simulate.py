@@ -77,7 +77,8 @@ def simulate(
         result does not depend on it.
     progress : bool or callable
         ``True`` shows a progress bar; a callable is called as
-        ``progress(trials_done, trials_total)`` after each block.
+        ``progress(done, total)`` as blocks finish, counting trial-segments
+        (trials × segments).
     block_trials : int, optional
         Trials per block (memory/progress granularity); the result does not
         depend on it.

@@ -1,5 +1,7 @@
 """Same seed -> bit-identical results, whatever the threads or the block size."""
 
+from pathlib import Path
+
 import numba
 import numpy as np
 import pytest
@@ -62,3 +64,28 @@ def test_another_seed_gives_other_numbers(reference):
 def test_seed_is_stored(reference):
     assert reference.attrs["seed"] == 99
     assert ltvsim.load_config(RICH).to_json() == reference.attrs["config"]
+
+
+def test_progress_counts_every_trial_of_every_segment_once(tmp_path):
+    """Run here, blocks write into the whole run's arrays; progress still counts to the end.
+
+    The same counts as a checkpointed run, whose blocks are kept one by one.
+    """
+    segments = Path(__file__).parent.parent / "configs" / "segments.toml"
+    kwargs = {"trials": 10, "customers": 200, "block_trials": 4}
+    here, kept = [], []
+    ds = ltvsim.simulate(
+        segments, progress=lambda done, total: here.append((done, total)), **kwargs
+    )
+    checkpointed = ltvsim.simulate(
+        segments,
+        progress=lambda done, total: kept.append((done, total)),
+        checkpoint=tmp_path / "run.partial",
+        **kwargs,
+    )
+    xr.testing.assert_identical(ds, checkpointed)
+    total = 10 * 3  # trial-segments: 3 segments
+    for calls in (here, kept):
+        done = [d for d, _ in calls]
+        assert done == sorted(done) and done[-1] == total
+        assert {t for _, t in calls} == {total}
