@@ -786,15 +786,15 @@ def measure_threads(divisor: int, repeats: int) -> dict:
 
     paired, engine_paired = pairs(1, 2), pairs("engine_1", "engine_2")
     # The machine's own efficiency, measured in the same rounds (see machine_parallel_fns).
-    ceiling = {
-        k: {
+    ceiling = {}
+    for k in machine:
+        loop_paired = pairs(f"{k}_1", f"{k}_2")
+        ceiling[k] = {
             "threads_1": summarize(seconds[f"{k}_1"]),
             "threads_2": summarize(seconds[f"{k}_2"]),
-            "efficiency_paired": pairs(f"{k}_1", f"{k}_2"),
-            "efficiency": statistics.median(pairs(f"{k}_1", f"{k}_2")),
+            "efficiency_paired": loop_paired,
+            "efficiency": statistics.median(loop_paired),
         }
-        for k in machine
-    }
     return {
         "model": SCALING_MODEL,
         "trials": trials,
