@@ -7,11 +7,15 @@ every seed is fixed, so a failure reproduces exactly.
 """
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 Z = 4.0
+
+# The example configs shipped in configs/ (tests run them by path).
+CONFIGS = Path(__file__).parent.parent / "configs"
 
 BASE = {
     "simulation": {"trials": 40, "customers": 2000, "horizon_months": 120, "seed": 3},

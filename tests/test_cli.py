@@ -24,7 +24,8 @@ import ltvsim
 from ltvsim.analysis import SUMMARY_VARIABLES
 from ltvsim.cli import app
 
-CONFIGS = Path(__file__).parent.parent / "configs"
+from .conftest import CONFIGS
+
 SMALL = ["--trials", "20", "--customers", "200"]
 GOOD = "[simulation]\ntrials = 20\ncustomers = 200\nhorizon_months = 24\n"
 PREVIOUS = b"a previous result, byte for byte \x00\xff"

@@ -3,7 +3,6 @@ value and what would be valid; every valid form is accepted and means what it sa
 """
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,9 +13,9 @@ from ltvsim import ConfigError, load_config
 from ltvsim.config import key_spec
 from ltvsim.distributions import Distribution
 
-from .conftest import BASE, merge
+from .conftest import BASE, CONFIGS, merge
 
-CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.toml"))
+SHIPPED = sorted(CONFIGS.glob("*.toml"))
 NAN = float("nan")
 
 
@@ -45,7 +44,7 @@ def _expect(error: ConfigError, fragments):
 # --------------------------------------------------------------------------- files
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_shipped_configs_load(path):
     config = load_config(path)
     assert config.segments

@@ -6,7 +6,6 @@ module: starting it costs a few seconds on two cores.
 
 import os
 import signal
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,9 +15,10 @@ from typer.testing import CliRunner
 import ltvsim
 from ltvsim.cli import app
 
+from .conftest import CONFIGS
+
 distributed = pytest.importorskip("distributed")
 
-CONFIGS = Path(__file__).parent.parent / "configs"
 SMALL = {"trials": 30, "customers": 300}
 
 

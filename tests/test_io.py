@@ -11,7 +11,8 @@ import xarray as xr
 import ltvsim
 from ltvsim.io import ResultFileError
 
-CONFIGS = Path(__file__).parent.parent / "configs"
+from .conftest import CONFIGS
+
 SMALL = {"trials": 20, "customers": 200}
 
 

@@ -1,7 +1,5 @@
 """Same seed -> bit-identical results, whatever the threads or the block size."""
 
-from pathlib import Path
-
 import numba
 import numpy as np
 import pytest
@@ -9,7 +7,7 @@ import xarray as xr
 
 import ltvsim
 
-from .conftest import BASE, merge
+from .conftest import BASE, CONFIGS, merge
 
 RICH = merge(
     BASE,
@@ -71,7 +69,7 @@ def test_progress_counts_every_trial_of_every_segment_once(tmp_path):
 
     The same counts as a checkpointed run, whose blocks are kept one by one.
     """
-    segments = Path(__file__).parent.parent / "configs" / "segments.toml"
+    segments = CONFIGS / "segments.toml"
     kwargs = {"trials": 10, "customers": 200, "block_trials": 4}
     here, kept = [], []
     ds = ltvsim.simulate(

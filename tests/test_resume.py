@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,9 +18,10 @@ from ltvsim.cli import app
 from ltvsim.config import ConfigError, load_config
 from ltvsim.runner import checkpoint_dir, estimate_resources, run_to_file
 
+from .conftest import CONFIGS
+
 # the module (ltvsim.simulate the attribute is the function)
 driver = importlib.import_module("ltvsim.simulate")
-CONFIGS = Path(__file__).parent.parent / "configs"
 SMALL = {"trials": 24, "customers": 300}
 
 

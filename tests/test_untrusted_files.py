@@ -19,7 +19,8 @@ from ltvsim.config import load_config
 from ltvsim.io import ResultFileError
 from ltvsim.runner import run_to_file
 
-CONFIGS = Path(__file__).parent.parent / "configs"
+from .conftest import CONFIGS
+
 SMALL = {"simulation.trials": 4, "simulation.customers": 20}
 
 
