@@ -261,12 +261,18 @@ def _all_trials(config: Config, *, client=None, checkpoint=None, **kwargs) -> li
 
 
 def _check_finite(runs: list[SegmentRun], first: int) -> None:
-    """A safety net behind config's magnitude check: never let inf reach a result."""
+    """A safety net behind config's magnitude check: never let inf reach a result.
+
+    ``first`` is the number of the runs' first trial, so the error names the
+    first trial that overflowed.
+    """
     for run in runs:
-        if not np.isfinite(run.revenue).all():
+        finite = np.isfinite(run.revenue).all(axis=1)
+        if not finite.all():
+            trial = first + int(np.argmin(finite))
             raise ConfigError(
                 f"revenue overflowed floating point in segment {run.segment.name!r} "
-                f"(trials from {first}); lower the growth, price increases or upsells, "
+                f"(first in trial {trial}); lower the growth, price increases or upsells, "
                 "or shorten simulation.horizon_months",
                 "expansion",
             )

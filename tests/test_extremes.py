@@ -12,6 +12,7 @@ import pytest
 
 import ltvsim
 from ltvsim.formulas import constant_churn_ltv, monthly_discount_rate
+from ltvsim.simulate import _check_finite, _empty_run
 
 from .conftest import BASE, assert_mc_close, merge
 
@@ -133,3 +134,18 @@ def test_values_beyond_floating_point_are_config_errors(sections):
     with pytest.raises(ltvsim.ConfigError) as err:
         ltvsim.load_config(raw)
     assert next(iter(sections)) in str(err.value)
+
+
+def test_overflow_safety_net_names_the_first_trial_that_overflowed():
+    # Behind the magnitude check above (no valid config reaches it): the
+    # kernel's sums are checked once per run, so the error must still say
+    # which trial overflowed, counted from the runs' first trial.
+    config = ltvsim.load_config(merge(BASE, simulation={"trials": 10}))
+    run = _empty_run(config, config.segments[0])
+    run.revenue[7, 3] = np.inf
+    run.revenue[9, 0] = np.nan
+    with pytest.raises(ltvsim.ConfigError, match=r"first in trial 107\)") as err:
+        _check_finite([run], first=100)
+    assert err.value.key == "expansion"
+    run.revenue[:] = 0.0
+    _check_finite([run], first=100)  # finite: no error
