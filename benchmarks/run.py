@@ -152,6 +152,14 @@ MEMORY_TRIALS = 2
 PRECISION_TARGET = 0.005  # relative MC standard error of mean discounted LTV
 PRECISION_START = 250  # trials; doubled until the target is met
 PRECISION_MAX = 64_000
+# A scenario's change in mean discounted LTV, to a standard error of
+# PRECISION_TARGET of the base's mean, with and without common random numbers.
+SCENARIOS = {
+    "price +10%": {"revenue.arpa_monthly": 1100},
+    "churn −10%": {"churn.monthly_rate": {"dist": "beta", "mean": 0.018, "sd": 0.0045}},
+}
+SCENARIO_PILOT = 400  # trials of the first run, whose error sizes the next
+SCENARIO_STEP = 100  # trial counts are multiples of this, and at least this
 
 CLI_REPEATS = 5  # one run takes ~3 s and single runs spread ±15% on this VM
 CACHED_START_REPEATS = 3
@@ -954,7 +962,81 @@ def measure_precision(repeats: int) -> dict:
                     **summarize(seconds[variant]),
                 }
         out_models.append(row)
-    return {"target": PRECISION_TARGET, "adaptive_available": adaptive, "models": out_models}
+    return {
+        "target": PRECISION_TARGET,
+        "adaptive_available": adaptive,
+        "models": out_models,
+        "scenarios": measure_scenario_precision(repeats),
+    }
+
+
+def trials_for_error(trials: int, se: float, target: float, step: int = SCENARIO_STEP) -> int:
+    """Trials at which a standard error of ``se`` at ``trials`` falls to ``target``.
+
+    The error of a mean falls as 1/sqrt(trials); rounded up to a multiple of
+    ``step`` and at least ``step`` (an error estimated from fewer trials is
+    itself too noisy to stop on).
+    """
+    needed = trials * (se / target) ** 2
+    return max(step, step * math.ceil(needed / step))
+
+
+def measure_scenario_precision(repeats: int) -> list[dict]:
+    """Trials and seconds until a scenario's change is known to the target, CRN or not.
+
+    For saas and each of ``SCENARIOS``: the standard error of the change in
+    mean discounted LTV (``compare``'s paired difference) must fall to
+    ``PRECISION_TARGET`` of the base's mean. A pilot run sizes the run,
+    which grows until it gets there; that run is then timed, with and
+    without common random numbers, interleaved.
+    """
+    from ltvsim.scenarios import compare
+
+    config = load(SAAS)
+
+    def change(name, overrides, trials, crn):
+        ds = compare(config, {name: overrides}, trials=trials, common_random_numbers=crn)
+        at = {"scenario": name, "segment": "all"}
+        base = float(ds.ltv_discounted.sel(scenario="base", segment="all").mean())
+        return {
+            "trials": trials,
+            "change": float(ds.ltv_discounted_difference.sel(at)),
+            "se": float(ds.ltv_discounted_difference_se.sel(at)),
+            "target": PRECISION_TARGET * abs(base),
+        }
+
+    rows = []
+    for name, overrides in SCENARIOS.items():
+        fns, found = {}, {}
+        for mode, crn in (("common", True), ("independent", False)):
+            log(f"precision scenario {name}, {mode}: pilot ...")
+            pilot = change(name, overrides, SCENARIO_PILOT, crn)
+            trials = trials_for_error(pilot["trials"], pilot["se"], pilot["target"])
+            for _ in range(4):
+                log(f"precision scenario {name}, {mode}: {trials:,} trials ...")
+                run = change(name, overrides, trials, crn)
+                if run["se"] <= run["target"]:
+                    break
+                trials = max(
+                    trials + SCENARIO_STEP, trials_for_error(trials, run["se"], run["target"])
+                )
+            found[mode] = run | {"pilot_se": pilot["se"], "reached": run["se"] <= run["target"]}
+            fns[mode] = lambda c=crn, n=run["trials"], s=name, o=overrides: compare(
+                config, {s: o}, trials=n, common_random_numbers=c
+            )
+        seconds, _, _ = interleaved(f"precision scenario {name}", fns, repeats, warmup=False)
+        common, independent = found["common"], found["independent"]
+        rows.append(
+            {
+                "name": name,
+                "overrides": overrides,
+                "customers": config.customers,
+                # the variance of the change per trial, independent ÷ common (pilots)
+                "variance_ratio": (independent["pilot_se"] / common["pilot_se"]) ** 2,
+                **{mode: found[mode] | summarize(seconds[mode]) for mode in found},
+            }
+        )
+    return rows
 
 
 # --- Facts -------------------------------------------------------------------
@@ -1445,7 +1527,43 @@ def markdown(results: dict) -> str:
                         f"{plain['median_s'] / a['median_s']:.1f}×",
                     ]
             lines.append("| " + " | ".join(cells) + " |")
+        lines += scenario_precision_table(p)
     return "\n".join(lines)
+
+
+def scenario_precision_table(p: dict) -> list[str]:
+    """The markdown rows of ``measure_scenario_precision``'s results (none if absent)."""
+    rows = p.get("scenarios")
+    if not rows:
+        return []
+    lines = [
+        "",
+        f"A scenario's change (saas, {rows[0]['customers']:,} customers a trial; "
+        "`ltvsim.compare`): trials and seconds until the standard error of the change "
+        f"in mean discounted LTV is at most {p['target']:.1%} of the base's mean, with "
+        "common random numbers (the default) and with a seed of its own for each variant. "
+        f"Trial counts are multiples of {SCENARIO_STEP} and at least {SCENARIO_STEP}.",
+        "",
+        "| scenario | change | common random numbers: trials | seconds | SE | "
+        "own seeds: trials | seconds | SE | variance of the change per trial, "
+        "own seeds ÷ common | speed-up |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cells = [r["name"], f"{r['common']['change']:,.0f}"]
+        for mode in ("common", "independent"):
+            m = r[mode]
+            cells += [
+                f"{m['trials']:,}",
+                f"{m['median_s']:.2f}",
+                f"{m['se']:,.1f}" + ("" if m["reached"] else " (not reached)"),
+            ]
+        cells += [
+            f"{r['variance_ratio']:,.0f}×",
+            f"{r['independent']['median_s'] / r['common']['median_s']:.1f}×",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def update_readme(table: str) -> None:

@@ -80,3 +80,15 @@ def test_machine_loops_do_their_stated_work_whatever_the_threads():
             v ^= v >> 7
             v ^= (v << 17) & mask
         assert int(scalar[chunk]) == v
+
+
+def test_trials_for_error_scales_as_one_over_root_trials():
+    bench = _benchmark_module()
+    # twice the target at 400 trials: four times the trials
+    assert bench.trials_for_error(400, se=2.0, target=1.0) == 1600
+    # 1.1x the target: 484 trials, rounded up to a multiple of the step
+    assert bench.trials_for_error(400, se=1.1, target=1.0, step=100) == 500
+    # far below the target: never fewer than one step
+    assert bench.trials_for_error(400, se=0.01, target=1.0, step=100) == 100
+    # exactly at the target: the same trials
+    assert bench.trials_for_error(300, se=1.0, target=1.0, step=100) == 300
