@@ -6,6 +6,11 @@ covering the whole range, and the bit-read histogram bin equal to where
 ``histogram_edges`` puts a value.
 """
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 from numba import njit
@@ -37,7 +42,7 @@ def test_exp_within_one_ulp_over_its_range():
             rng.normal(0.0, 0.1, 200_000),  # a month's volatility
             rng.normal(0.0, 5.0, 200_000),
             rng.uniform(-708.0, 709.0, 200_000),
-            # around the edges of the range reduction, (n + 1/2) ln2/32, and on its grid
+            # around the edges of the range reduction, (n + 1/2) ln2/4, and on its grid
             np.arange(-65400, 65500) * np.log(2.0) / 64,
             np.arange(-65400, 65500) * np.log(2.0) / 64 * (1 + 2e-16),
         ]
@@ -52,6 +57,41 @@ def test_exp_limits():
     got = _exp_all(x)
     np.testing.assert_array_equal(got[:8], [1.0, 1.0, 0.0, 0.0, 0.0, np.inf, np.inf, np.inf])
     assert np.isnan(got[8])
+
+
+# Compiled in a fresh process for a named CPU (numba reads NUMBA_CPU_NAME at start-up).
+_ASM_OF_EXP_LOOP = textwrap.dedent(
+    """
+    from numba import njit
+    from ltvsim._fastmath import exp
+
+    @njit
+    def exps(a, out):
+        for i in range(a.size):
+            out[i] = exp(a[i])
+
+    exps.compile("void(float64[::1], float64[::1])")
+    print(next(iter(exps.inspect_asm().values())))
+    """
+)
+
+
+@pytest.mark.parametrize("cpu", ["haswell", "znver3"])
+def test_exp_over_an_array_is_simd_code_without_gathers(cpu, tmp_path):
+    """On AVX2 CPUs without fast gathers, a table read kept the loop scalar (2.4x slower)."""
+    features = "+sse4.2,+popcnt,+avx,+avx2,+fma,+f16c,+bmi,+bmi2"  # AVX2, whatever the host
+    env = dict(
+        os.environ, NUMBA_CPU_NAME=cpu, NUMBA_CPU_FEATURES=features, NUMBA_CACHE_DIR=str(tmp_path)
+    )
+    asm = subprocess.run(
+        [sys.executable, "-c", _ASM_OF_EXP_LOOP],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert asm.count("ymm") > 50, "the loop is not 4-wide SIMD code"
+    assert "gather" not in asm
 
 
 def test_histogram_bins_match_the_edges():
