@@ -1085,6 +1085,16 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def cpu_target() -> dict:
+    """The CPU LLVM compiles the kernels for, and its widest SIMD (the same model name
+    can be a Zen 3 with AVX2 or a Zen 4 with AVX-512: kernel speeds differ by 2x)."""
+    from llvmlite import binding
+
+    features = binding.get_host_cpu_features()
+    simd = "AVX-512" if features.get("avx512f") else "AVX2" if features.get("avx2") else "SSE"
+    return {"llvm_cpu": binding.get_host_cpu_name(), "simd": simd}
+
+
 def machine_facts() -> dict:
     import numba
     import scipy
@@ -1098,6 +1108,7 @@ def machine_facts() -> dict:
         layer = None
     return {
         "cpu_model": cpu_model(),
+        **cpu_target(),
         "cpu_count": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "numba_threads": numba.config.NUMBA_NUM_THREADS,
@@ -1266,7 +1277,8 @@ def markdown(results: dict) -> str:
     m = results["machine"]
     lines = [
         f"Run {results['date']} ({results['mode']}, median of {results['repeats']}) on "
-        f"{m['cpu_model']}, {m['cpu_count']} cores, {m['numba_threads']} Numba threads "
+        f"{m['cpu_model']} ({m.get('llvm_cpu', '?')}, {m.get('simd', '?')}), "
+        f"{m['cpu_count']} cores, {m['numba_threads']} Numba threads "
         f"({m['numba_threading_layer']}); Python {m['python']}, numpy {m['numpy']}, "
         f"numba {m['numba']}, scipy {m['scipy']}, xarray {m['xarray']}, ltvsim {m['ltvsim']} "
         f"(git {results['code']['git_commit']}"
