@@ -7,16 +7,18 @@ covering the whole range, and the bit-read histogram bin equal to where
 """
 
 import os
+import platform
 import subprocess
 import sys
 import textwrap
+from fractions import Fraction
 
 import numpy as np
 import pytest
 from numba import njit
 
 from ltvsim import _kernels
-from ltvsim._fastmath import exp
+from ltvsim._fastmath import exp, fma
 
 
 @njit
@@ -59,6 +61,30 @@ def test_exp_limits():
     assert np.isnan(got[8])
 
 
+@njit
+def _fma_all(a, b, c):
+    out = np.empty_like(a)
+    for i in range(a.shape[0]):
+        out[i] = fma(a[i], b[i], c[i])
+    return out
+
+
+def test_fma_rounds_once():
+    """a × b + c, exactly, then rounded to the nearest double (ties to even)."""
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(size=(2, 20_000))
+    c = -a * b * (1 + rng.normal(0.0, 1e-8, 20_000))  # cancellation: a separate product loses it
+    exact = [
+        float(Fraction(x) * Fraction(y) + Fraction(z)) for x, y, z in zip(a, b, c, strict=True)
+    ]
+    np.testing.assert_array_equal(_fma_all(a, b, c), exact)
+    assert (_fma_all(a, b, c) != a * b + c).mean() > 0.5
+
+
+x86_only = pytest.mark.skipif(
+    platform.machine().lower() not in ("x86_64", "amd64"), reason="names x86-64 CPUs"
+)
+
 # Compiled in a fresh process for a named CPU (numba reads NUMBA_CPU_NAME at start-up).
 _ASM_OF_EXP_LOOP = textwrap.dedent(
     """
@@ -76,6 +102,7 @@ _ASM_OF_EXP_LOOP = textwrap.dedent(
 )
 
 
+@x86_only
 @pytest.mark.parametrize("cpu", ["haswell", "znver3"])
 def test_exp_over_an_array_is_simd_code_without_gathers(cpu, tmp_path):
     """On AVX2 CPUs without fast gathers, a table read kept the loop scalar (2.4x slower)."""
@@ -92,6 +119,50 @@ def test_exp_over_an_array_is_simd_code_without_gathers(cpu, tmp_path):
     ).stdout
     assert asm.count("ymm") > 50, "the loop is not 4-wide SIMD code"
     assert "gather" not in asm
+
+
+_BITS_OF_EXP = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from numba import njit
+    from ltvsim._fastmath import exp
+
+    @njit
+    def exps(a):
+        out = np.empty_like(a)
+        for i in range(a.size):
+            out[i] = exp(a[i])
+        return out
+
+    x = np.random.default_rng(8).uniform(-700.0, 700.0, 50_000)
+    sys.stdout.write(exps(x).tobytes().hex())
+    """
+)
+
+
+@x86_only
+@pytest.mark.parametrize(
+    "cpu, features", [("x86-64", ""), ("sandybridge", "+sse4.2,+popcnt,+avx")], ids=["sse2", "avx"]
+)
+def test_exp_gives_the_same_bits_on_cpus_without_fma(cpu, features, tmp_path):
+    """Without FMA hardware, fma is the C library's call: slower, the same bits."""
+
+    def bits(env):
+        env = dict(
+            os.environ, NUMBA_CACHE_DIR=str(tmp_path / env.get("NUMBA_CPU_NAME", "host")), **env
+        )
+        return subprocess.run(
+            [sys.executable, "-c", _BITS_OF_EXP],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    here = bits({})
+    assert len(here) == 50_000 * 16
+    assert bits({"NUMBA_CPU_NAME": cpu, "NUMBA_CPU_FEATURES": features}) == here
 
 
 def test_histogram_bins_match_the_edges():
