@@ -102,21 +102,22 @@ _ASM_OF_EXP_LOOP = textwrap.dedent(
 )
 
 
+def _numba_process(script: str, cache, cpu: str | None = None, features: str = "") -> str:
+    """The output of ``script`` run by a fresh Python, numba compiling for ``cpu`` (or the host)."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
+    if cpu is not None:
+        env.update(NUMBA_CPU_NAME=cpu, NUMBA_CPU_FEATURES=features)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 @x86_only
 @pytest.mark.parametrize("cpu", ["haswell", "znver3"])
 def test_exp_over_an_array_is_simd_code_without_gathers(cpu, tmp_path):
     """On AVX2 CPUs without fast gathers, a table read kept the loop scalar (2.4x slower)."""
-    features = "+sse4.2,+popcnt,+avx,+avx2,+fma,+f16c,+bmi,+bmi2"  # AVX2, whatever the host
-    env = dict(
-        os.environ, NUMBA_CPU_NAME=cpu, NUMBA_CPU_FEATURES=features, NUMBA_CACHE_DIR=str(tmp_path)
-    )
-    asm = subprocess.run(
-        [sys.executable, "-c", _ASM_OF_EXP_LOOP],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    avx2 = "+sse4.2,+popcnt,+avx,+avx2,+fma,+f16c,+bmi,+bmi2"  # whatever the host has
+    asm = _numba_process(_ASM_OF_EXP_LOOP, tmp_path, cpu, avx2)
     assert asm.count("ymm") > 50, "the loop is not 4-wide SIMD code"
     assert "gather" not in asm
 
@@ -147,22 +148,9 @@ _BITS_OF_EXP = textwrap.dedent(
 )
 def test_exp_gives_the_same_bits_on_cpus_without_fma(cpu, features, tmp_path):
     """Without FMA hardware, fma is the C library's call: slower, the same bits."""
-
-    def bits(env):
-        env = dict(
-            os.environ, NUMBA_CACHE_DIR=str(tmp_path / env.get("NUMBA_CPU_NAME", "host")), **env
-        )
-        return subprocess.run(
-            [sys.executable, "-c", _BITS_OF_EXP],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-
-    here = bits({})
+    here = _numba_process(_BITS_OF_EXP, tmp_path / "host")
     assert len(here) == 50_000 * 16
-    assert bits({"NUMBA_CPU_NAME": cpu, "NUMBA_CPU_FEATURES": features}) == here
+    assert _numba_process(_BITS_OF_EXP, tmp_path / cpu, cpu, features) == here
 
 
 def test_histogram_bins_match_the_edges():
