@@ -6,18 +6,20 @@ covering the whole range, and the bit-read histogram bin equal to where
 ``histogram_edges`` puts a value.
 """
 
+import hashlib
 import os
 import platform
 import subprocess
 import sys
 import textwrap
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
 from numba import njit
 
-from ltvsim import _kernels
+from ltvsim import _kernels, _purchase_kernel
 from ltvsim._fastmath import exp, fma
 
 
@@ -151,6 +153,26 @@ def test_exp_gives_the_same_bits_on_cpus_without_fma(cpu, features, tmp_path):
     here = _numba_process(_BITS_OF_EXP, tmp_path / "host")
     assert len(here) == 50_000 * 16
     assert _numba_process(_BITS_OF_EXP, tmp_path / cpu, cpu, features) == here
+
+
+@pytest.mark.parametrize(
+    "module, compiled_in",
+    [
+        (_kernels, ["_fastmath.py", "_rng.py"]),
+        (_purchase_kernel, ["_fastmath.py", "_rng.py", "_kernels.py"]),
+    ],
+    ids=["_kernels", "_purchase_kernel"],
+)
+def test_kernel_files_change_with_what_they_compile_in(module, compiled_in):
+    """A stale numba cache would keep, say, last release's exp under this release's name."""
+    package = Path(module.__file__).parent
+    digest = hashlib.sha256()
+    for name in compiled_in:
+        digest.update((package / name).read_bytes())
+    expected = digest.hexdigest()
+    assert module.COMPILED_IN_SHA256 == expected, (
+        f"{module.__name__}.py: set COMPILED_IN_SHA256 = {expected!r}"
+    )
 
 
 def test_histogram_bins_match_the_edges():
