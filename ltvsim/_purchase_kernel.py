@@ -35,11 +35,8 @@ from numba import get_thread_id, njit, prange
 from ._kernels import _hist_bin
 from ._rng import derive, next_gamma, next_uniform
 
-# numba's disk cache is fresh while the cached function's own file is
-# unchanged (numba 0.68 compares a hash of it); it does not look at the files
-# whose functions are compiled into it. This line changes with those files, so
-# a release that changes only them still recompiles this file's functions.
-# tests/test_fastmath.py keeps it up to date. Here: _fastmath.py, _rng.py and _kernels.py.
+# Of _fastmath.py, _rng.py and _kernels.py, so that numba's cache goes stale
+# when they change (why: _kernels.COMPILED_IN_SHA256).
 COMPILED_IN_SHA256 = "0a613f7c196061dce9da28df3d21f6295199824eb9c2eb81bdd67d8afb907f35"
 
 BGNBD, PARETO_NBD, DEALS = 0, 1, 2
