@@ -1127,6 +1127,8 @@ MEMORY_MEASURES = {"peak_rss_bytes": "VmHWM", "ru_maxrss_bytes": "ru_maxrss"}
 
 HASHED_FILES = [
     "ltvsim/_kernels.py",
+    "ltvsim/_purchase_kernel.py",
+    "ltvsim/_fastmath.py",
     "ltvsim/_rng.py",
     "ltvsim/simulate.py",
     "ltvsim/model.py",
